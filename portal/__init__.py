@@ -1,0 +1,66 @@
+"""Overread: a second-opinion and teleradiology portal."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from flask import Flask
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def create_app(config: dict | None = None) -> Flask:
+    """Build the Overread web application.
+
+    :param config: settings that win over the ``OVERREAD_*`` environment.
+    :raise ConfigError: a setting is missing or malformed.
+    """
+    app = Flask(__name__, instance_relative_config=True,
+                template_folder=str(ROOT / "templates"))
+    from portal.config import load_config
+
+    app.config.update(load_config(app.instance_path, config))
+    Path(app.instance_path).mkdir(parents=True, exist_ok=True)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
+
+    from portal import database, errors_web, models, security, storage
+    from portal.extensions import csrf, db, limiter, login_manager, migrate
+
+    database.init_app(app)
+    db.init_app(app)
+    migrate.init_app(app, db, directory=str(Path(__file__).parent / "migrations"),
+                     render_as_batch=True, compare_type=True)
+    csrf.init_app(app)
+    limiter.init_app(app)
+    login_manager.init_app(app)
+    models.import_all()
+    security.init_app(app)
+    errors_web.init_app(app)
+    storage.init_app(app)
+    _register_blueprints(app)
+    _register_commands(app)
+    return app
+
+
+def _register_blueprints(app: Flask) -> None:
+    from portal.admin.views import bp as admin_bp
+    from portal.auth.account_views import bp as account_bp
+    from portal.auth.views import bp as auth_bp
+    from portal.health import bp as health_bp
+    from portal.home import bp as home_bp
+
+    for blueprint in (home_bp, auth_bp, account_bp, admin_bp, health_bp):
+        app.register_blueprint(blueprint)
+
+
+def _register_commands(app: Flask) -> None:
+    from portal.audit.cli import audit_cli
+    from portal.auth.cli import users_cli
+    from portal.demo import demo_command
+    from portal.notifications.cli import dispatch_command
+    from portal.storage.cli import storage_cli
+
+    for command in (users_cli, audit_cli, dispatch_command, demo_command, storage_cli):
+        app.cli.add_command(command)

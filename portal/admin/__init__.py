@@ -1,0 +1,1 @@
+"""Admin pages: users, invites, audit log and outbox."""

@@ -1,0 +1,1 @@
+"""Audit log: the append-only record of who did what."""

@@ -1,0 +1,115 @@
+"""Write and check the audit log.
+
+Each row stores the hash of the row before it and the hash of its own
+content, so removing, reordering or editing a row breaks the chain at that
+point, and :func:`verify_chain` names it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from flask import has_request_context, request
+from sqlalchemy import select, text
+
+from portal import clock
+from portal.audit.models import AuditEvent
+from portal.extensions import db
+
+GENESIS = "0" * 64
+_CHAIN_LOCK_KEY = 0x0A0D17  # pg_advisory_xact_lock key that serialises appends
+
+
+def _content_hash(event: AuditEvent) -> str:
+    content = {
+        "seq": event.seq,
+        "created_at": event.created_at.isoformat(),
+        "actor_id": event.actor_id,
+        "actor_email": event.actor_email,
+        "action": event.action,
+        "case_id": event.case_id,
+        "target": event.target,
+        "ip": event.ip,
+        "details": event.details,
+        "prev_hash": event.prev_hash,
+    }
+    encoded = json.dumps(content, sort_keys=True, separators=(",", ":")).encode()
+    return hashlib.sha256(encoded).hexdigest()
+
+
+def _last_event() -> AuditEvent | None:
+    if db.session.get_bind().dialect.name == "postgresql":
+        db.session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _CHAIN_LOCK_KEY})
+    return db.session.scalars(select(AuditEvent).order_by(AuditEvent.seq.desc()).limit(1)).first()
+
+
+def record(
+    action: str,
+    actor=None,
+    *,
+    case_id: int | None = None,
+    target: str | None = None,
+    **details,
+) -> AuditEvent:
+    """Append an event to the current transaction; the caller commits.
+
+    :param action: dotted name such as ``login.failed`` or ``user.role_changed``.
+    :param actor: the :class:`~portal.auth.models.User` acting, if any.
+    :param details: small JSON-able facts; never patient data.
+    """
+    last = _last_event()
+    event = AuditEvent(
+        seq=(last.seq + 1) if last else 1,
+        created_at=clock.now(),
+        actor_id=getattr(actor, "id", None),
+        actor_email=getattr(actor, "email", None),
+        action=action,
+        case_id=case_id,
+        target=target,
+        ip=request.remote_addr if has_request_context() else None,
+        details=json.dumps(details, sort_keys=True, default=str),
+        prev_hash=last.hash if last else GENESIS,
+    )
+    event.hash = _content_hash(event)
+    db.session.add(event)
+    return event
+
+
+def record_now(action: str, actor=None, **kwargs) -> None:
+    """Append an event in a transaction of its own (for refusals, whose request rolls back)."""
+    db.session.rollback()
+    record(action, actor, **kwargs)
+    db.session.commit()
+
+
+@dataclass
+class ChainReport:
+    checked: int
+    broken_seq: int | None = None
+    reason: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.broken_seq is None
+
+
+def verify_chain() -> ChainReport:
+    """Re-hash every row in order and report the first broken link."""
+    expected_prev, expected_seq, checked = GENESIS, 1, 0
+    for event in _iter_events():
+        if event.seq != expected_seq:
+            return ChainReport(checked, expected_seq, f"row {expected_seq} is missing")
+        if event.prev_hash != expected_prev:
+            return ChainReport(checked, event.seq, "previous-hash does not match the row before")
+        if _content_hash(event) != event.hash:
+            return ChainReport(checked, event.seq, "content does not match its hash")
+        expected_prev, expected_seq, checked = event.hash, expected_seq + 1, checked + 1
+    return ChainReport(checked)
+
+
+def _iter_events() -> Iterator[AuditEvent]:
+    query = select(AuditEvent).order_by(AuditEvent.seq).execution_options(yield_per=500)
+    yield from db.session.scalars(query)

@@ -1,0 +1,120 @@
+"""Configuration read from ``OVERREAD_*`` environment variables."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from datetime import timedelta
+from pathlib import Path
+from urllib.parse import urlparse
+
+from portal.errors import ConfigError
+
+PREFIX = "OVERREAD_"
+
+
+def _env(name: str, default: str | None = None) -> str | None:
+    value = os.environ.get(PREFIX + name)
+    return value if value not in (None, "") else default
+
+
+def _int_env(name: str, default: int) -> int:
+    raw = _env(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{PREFIX}{name} must be a whole number, got {raw!r}") from None
+    if value < 0:
+        raise ConfigError(f"{PREFIX}{name} must not be negative, got {raw!r}")
+    return value
+
+
+def _check_url(name: str, value: str, schemes: tuple[str, ...]) -> str:
+    scheme = urlparse(value).scheme.split("+")[0]
+    if scheme not in schemes:
+        raise ConfigError(
+            f"{PREFIX}{name} must start with one of {', '.join(s + '://' for s in schemes)};"
+            f" got {value!r}"
+        )
+    return value
+
+
+def load_config(instance_path: str, overrides: dict | None = None) -> dict:
+    """Build the Flask configuration from the environment and ``overrides``.
+
+    :param instance_path: the app's instance folder, home of the embedded defaults.
+    :param overrides: values that win over the environment (tests use this).
+    :raise ConfigError: a setting is missing or malformed; the message names it.
+    """
+    instance = Path(instance_path)
+    production = _env("ENV", "development") == "production"
+    secret_key = _env("SECRET_KEY")
+    if secret_key is None:
+        if production:
+            raise ConfigError(f"{PREFIX}SECRET_KEY is required when {PREFIX}ENV=production")
+        secret_key = _embedded_secret_key(instance)
+    elif len(secret_key) < 32:
+        raise ConfigError(f"{PREFIX}SECRET_KEY must be at least 32 characters long")
+
+    database_url = _env("DATABASE_URL") or f"sqlite:///{instance / 'overread.db'}"
+    _check_url("DATABASE_URL", database_url, ("sqlite", "postgresql", "postgres"))
+    if database_url.startswith("postgres://"):
+        database_url = "postgresql+psycopg://" + database_url[len("postgres://") :]
+    elif database_url.startswith("postgresql://"):
+        database_url = "postgresql+psycopg://" + database_url[len("postgresql://") :]
+    storage_url = _env("STORAGE_URL") or (instance / "storage").as_uri()
+    _check_url("STORAGE_URL", storage_url, ("file", "s3"))
+    base_url = _env("BASE_URL", "http://127.0.0.1:5000")
+    _check_url("BASE_URL", base_url, ("http", "https"))
+    if production and not base_url.startswith("https://"):
+        raise ConfigError(f"{PREFIX}BASE_URL must be https:// when {PREFIX}ENV=production")
+
+    config = {
+        "ENV_NAME": "production" if production else "development",
+        "SECRET_KEY": secret_key,
+        "SQLALCHEMY_DATABASE_URI": database_url,
+        "STORAGE_URL": storage_url,
+        "S3_ENDPOINT_URL": _env("S3_ENDPOINT_URL"),
+        "BASE_URL": base_url.rstrip("/"),
+        "MAX_CONTENT_LENGTH": _int_env("MAX_REQUEST_MB", 64) * 1024 * 1024,
+        "SESSION_COOKIE_HTTPONLY": True,
+        "SESSION_COOKIE_SAMESITE": "Lax",
+        "SESSION_COOKIE_SECURE": base_url.startswith("https://"),
+        "SESSION_IDLE_TIMEOUT": timedelta(minutes=_int_env("SESSION_IDLE_MINUTES", 30)),
+        "SESSION_ABSOLUTE_TIMEOUT": timedelta(hours=_int_env("SESSION_ABSOLUTE_HOURS", 12)),
+        "PERMANENT_SESSION_LIFETIME": timedelta(hours=_int_env("SESSION_ABSOLUTE_HOURS", 12)),
+        "LOGIN_MAX_FAILURES": _int_env("LOGIN_MAX_FAILURES", 5),
+        "LOGIN_LOCKOUT": timedelta(minutes=_int_env("LOGIN_LOCKOUT_MINUTES", 15)),
+        "LOGIN_RATE_LIMIT": _env("LOGIN_RATE_LIMIT", "20 per minute"),
+        "RATELIMIT_STORAGE_URI": _env("RATELIMIT_STORAGE_URL", "memory://"),
+        "RATELIMIT_HEADERS_ENABLED": True,
+        "INVITE_LIFETIME": timedelta(hours=_int_env("INVITE_HOURS", 72)),
+        "RESET_LIFETIME": timedelta(minutes=_int_env("RESET_MINUTES", 60)),
+        "SMTP_HOST": _env("SMTP_HOST"),
+        "SMTP_PORT": _int_env("SMTP_PORT", 25),
+        "SMTP_USERNAME": _env("SMTP_USERNAME"),
+        "SMTP_PASSWORD": _env("SMTP_PASSWORD"),
+        "SMTP_STARTTLS": _env("SMTP_STARTTLS", "false").lower() in ("1", "true", "yes"),
+        "MAIL_FROM": _env("MAIL_FROM", "Overread <no-reply@overread.invalid>"),
+        "DISPATCH_BATCH": _int_env("DISPATCH_BATCH", 50),
+        "DISPATCH_MAX_ATTEMPTS": _int_env("DISPATCH_MAX_ATTEMPTS", 6),
+        "DISPATCH_BACKOFF_SECONDS": _int_env("DISPATCH_BACKOFF_SECONDS", 30),
+        "ARGON2_TIME_COST": _int_env("ARGON2_TIME_COST", 3),
+        "ARGON2_MEMORY_KIB": _int_env("ARGON2_MEMORY_KIB", 65536),
+        "WTF_CSRF_TIME_LIMIT": None,
+    }
+    config.update(overrides or {})
+    return config
+
+
+def _embedded_secret_key(instance: Path) -> str:
+    """Return the development secret key kept in the instance folder, making it once."""
+    instance.mkdir(parents=True, exist_ok=True)
+    key_file = instance / "secret_key"
+    if not key_file.exists():
+        fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(secrets.token_urlsafe(48))
+    return key_file.read_text().strip()

@@ -1,0 +1,61 @@
+"""Turn errors into pages (or JSON for API clients) in one place."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask, jsonify, render_template, request
+from flask_wtf.csrf import CSRFError
+from werkzeug.exceptions import HTTPException
+
+from portal.errors import OverreadError
+from portal.extensions import db
+
+logger = logging.getLogger(__name__)
+API_PREFIXES = ("/dicomweb", "/healthz", "/slack", "/sms")
+
+
+def _wants_json() -> bool:
+    return request.path.startswith(API_PREFIXES) or (
+        request.accept_mimetypes.best == "application/json"
+    )
+
+
+def _render(status: int, title: str, message: str):
+    if _wants_json():
+        return jsonify(error=title, message=message), status
+    return render_template("error.html", status=status, title=title, message=message), status
+
+
+def init_app(app: Flask) -> None:
+    @app.errorhandler(OverreadError)
+    def overread_error(error: OverreadError):
+        db.session.rollback()
+        return _render(error.status_code, error.title, str(error))
+
+    @app.errorhandler(CSRFError)
+    def csrf_error(error: CSRFError):
+        return _render(400, "Form expired",
+                       "This form was missing its security token or it expired. "
+                       "Go back, reload the page and try again.")
+
+    @app.errorhandler(413)
+    def too_large(error):
+        limit_mb = app.config["MAX_CONTENT_LENGTH"] // (1024 * 1024)
+        return _render(413, "Too large", f"Requests are limited to {limit_mb} MB.")
+
+    @app.errorhandler(429)
+    def too_many(error):
+        return _render(429, "Too many attempts",
+                       "Too many requests in a short time. Wait a minute and try again.")
+
+    @app.errorhandler(HTTPException)
+    def http_error(error: HTTPException):
+        return _render(error.code or 500, error.name, error.description or "")
+
+    @app.errorhandler(Exception)
+    def unexpected(error: Exception):
+        logger.exception("unhandled error on %s %s", request.method, request.path)
+        db.session.rollback()
+        return _render(500, "Something went wrong",
+                       "The error was logged. Nothing you had already saved is lost.")

@@ -1,0 +1,9 @@
+"""Import every model so metadata and migrations see all tables."""
+
+from __future__ import annotations
+
+
+def import_all() -> None:
+    from portal.audit import models as audit_models  # noqa: F401
+    from portal.auth import models as auth_models  # noqa: F401
+    from portal.notifications import models as notification_models  # noqa: F401

@@ -1,0 +1,1 @@
+"""Notification outbox, its channels and the dispatcher that drains it."""

@@ -1,0 +1,55 @@
+"""The blob store interface every backend implements."""
+
+from __future__ import annotations
+
+import re
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from pathlib import Path
+from typing import BinaryIO
+
+from portal.errors import StorageError
+
+_KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)*$")
+
+
+class BlobNotFound(StorageError):
+    """No blob is stored under this key."""
+
+    status_code = 404
+    title = "Not found"
+
+
+def check_key(key: str) -> str:
+    """:raise StorageError: ``key`` is not a plain relative path of safe characters."""
+    if len(key) > 512 or not _KEY.match(key) or ".." in key.split("/"):
+        raise StorageError(f"unsafe storage key {key!r}")
+    return key
+
+
+class BlobStorage(ABC):
+    """Where file bytes live; keys are opaque, PHI-free relative paths."""
+
+    @abstractmethod
+    def put_file(self, key: str, path: Path) -> None:
+        """Store the file at ``path`` under ``key``; durable once this returns."""
+
+    @abstractmethod
+    def open(self, key: str) -> BinaryIO:
+        """Return a readable binary stream of the blob; :raise BlobNotFound:."""
+
+    @abstractmethod
+    def delete(self, key: str) -> None:
+        """Remove the blob if it exists."""
+
+    @abstractmethod
+    def exists(self, key: str) -> bool:
+        """Tell whether a blob is stored under ``key``."""
+
+    @abstractmethod
+    def iter_keys(self, prefix: str = "") -> Iterator[str]:
+        """Yield every key under ``prefix``."""
+
+    @abstractmethod
+    def check(self) -> None:
+        """:raise StorageError: the store cannot be reached or written."""
