@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from flask_wtf import FlaskForm
 from wtforms import EmailField, PasswordField, SelectField, StringField, SubmitField
+from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, Email, EqualTo, Length
 
 from portal.auth.models import Role
@@ -12,6 +13,7 @@ from portal.auth.passwords import MAX_LENGTH, MIN_LENGTH
 _email = [DataRequired(), Email(check_deliverability=False), Length(max=254)]
 _new_password = [DataRequired(), Length(min=MIN_LENGTH, max=MAX_LENGTH,
                  message=f"Use between {MIN_LENGTH} and {MAX_LENGTH} characters.")]
+ROLE_CHOICES = [SelectChoice(r.value, r.value.title()) for r in Role]
 _confirm = [DataRequired(), EqualTo("password", message="The two passwords differ.")]
 
 
@@ -71,13 +73,13 @@ class ApiTokenForm(FlaskForm):
 
 class InviteForm(FlaskForm):
     email = EmailField("Email", validators=_email)
-    role = SelectField("Role", choices=[(r.value, r.value.title()) for r in Role],
+    role = SelectField("Role", choices=ROLE_CHOICES,
                        default=Role.RADIOLOGIST.value)
     submit = SubmitField("Send invite")
 
 
 class RoleForm(FlaskForm):
-    role = SelectField("Role", choices=[(r.value, r.value.title()) for r in Role])
+    role = SelectField("Role", choices=ROLE_CHOICES)
     submit = SubmitField("Change role")
 
 
