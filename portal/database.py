@@ -9,6 +9,8 @@ from flask import Flask
 from sqlalchemy import DateTime, Engine, event
 from sqlalchemy.types import TypeDecorator
 
+CONNECT_TIMEOUT_SECONDS = 10
+
 
 class UTCDateTime(TypeDecorator):
     """Store UTC datetimes and always hand back aware ones, on SQLite too."""
@@ -60,3 +62,5 @@ def init_app(app: Flask) -> None:
         options.setdefault("connect_args", {"timeout": 30, "check_same_thread": False})
     else:
         options.setdefault("pool_pre_ping", True)
+        # A server that does not answer must fail /healthz, not hang it (and a worker).
+        options.setdefault("connect_args", {"connect_timeout": CONNECT_TIMEOUT_SECONDS})

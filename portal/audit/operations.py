@@ -11,6 +11,7 @@ import hashlib
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC
 
 from flask import has_request_context, request
 from sqlalchemy import select, text
@@ -63,7 +64,7 @@ def record(
     last = _last_event()
     event = AuditEvent(
         seq=(last.seq + 1) if last else 1,
-        created_at=clock.now(),
+        created_at=clock.now().astimezone(UTC),  # hashed as stored: in UTC
         actor_id=getattr(actor, "id", None),
         actor_email=getattr(actor, "email", None),
         action=action,

@@ -13,8 +13,19 @@ from sqlalchemy import Select, select
 from portal.audit.models import AuditEvent
 from portal.extensions import db
 
-EXPORT_FIELDS = ("seq", "created_at", "actor_id", "actor_email", "action", "case_id", "target",
-                 "ip", "details", "prev_hash", "hash")
+EXPORT_FIELDS = (
+    "seq",
+    "created_at",
+    "actor_id",
+    "actor_email",
+    "action",
+    "case_id",
+    "target",
+    "ip",
+    "details",
+    "prev_hash",
+    "hash",
+)
 
 
 @dataclass
@@ -26,8 +37,11 @@ class AuditFilter:
     def apply(self, query: Select) -> Select:
         if self.user.strip():
             value = self.user.strip()
-            query = query.where(AuditEvent.actor_id == int(value)) if value.isdigit() else \
-                query.where(AuditEvent.actor_email.ilike(f"%{value}%"))
+            query = (
+                query.where(AuditEvent.actor_id == int(value))
+                if value.isdigit()
+                else query.where(AuditEvent.actor_email.ilike(f"%{value}%"))
+            )
         if self.case.strip().isdigit():
             query = query.where(AuditEvent.case_id == int(self.case.strip()))
         if self.action.strip():

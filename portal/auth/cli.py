@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 
 import click
+from email_validator import EmailNotValidError, validate_email
 from flask.cli import AppGroup
 
 from portal.auth import api_tokens, operations
@@ -24,6 +25,7 @@ def create_command(email: str, role: str, name: str | None, password_stdin: bool
     """Create an account with ROLE for EMAIL."""
     if not password_stdin:
         raise click.UsageError("pass --password-stdin and give the password on standard input")
+    _check_email(email)
     password = sys.stdin.readline().rstrip("\r\n")
     try:
         user = operations.create_user(email, name or email.split("@")[0], role, password)
@@ -31,6 +33,16 @@ def create_command(email: str, role: str, name: str | None, password_stdin: bool
         raise click.ClickException(str(exc)) from exc
     db.session.commit()
     click.echo(f"created {user.role} {user.email} (id {user.id})")
+
+
+def _check_email(email: str) -> None:
+    """Apply the sign-in form's rule, so every account made here can sign in."""
+    try:
+        validate_email(email, check_deliverability=False)
+    except EmailNotValidError as exc:
+        raise click.BadParameter(
+            f"{email!r} is not a valid email address: {exc}", param_hint="EMAIL"
+        ) from None
 
 
 @users_cli.command("token")

@@ -43,8 +43,9 @@ class LogChannel:
     name = "log"
 
     def send(self, notification: Notification) -> Delivery:
-        logger.info("notification %s (%s) kept on the log channel", notification.id,
-                    notification.kind)
+        logger.info(
+            "notification %s (%s) kept on the log channel", notification.id, notification.kind
+        )
         return Delivery(via=self.name, provider_status="logged")
 
 
@@ -77,8 +78,9 @@ class SmtpChannel:
                 smtp.send_message(message)
         except (OSError, smtplib.SMTPException) as exc:
             raise DeliveryError(f"SMTP: {exc.__class__.__name__}: {exc}") from exc
-        return Delivery(via=self.name, provider_message_id=message["Message-ID"],
-                        provider_status="accepted")
+        return Delivery(
+            via=self.name, provider_message_id=message["Message-ID"], provider_status="accepted"
+        )
 
 
 def _email_channel(config: dict) -> Channel:

@@ -7,6 +7,7 @@ import signal
 import threading
 
 import click
+from flask.cli import with_appcontext
 
 from portal.notifications.dispatcher import dispatch_once, run_forever
 
@@ -16,6 +17,7 @@ logger = logging.getLogger(__name__)
 @click.command("dispatch")
 @click.option("--once", is_flag=True, help="Send what is due now, then exit.")
 @click.option("--poll", default=1.0, show_default=True, help="Seconds between passes.")
+@with_appcontext
 def dispatch_command(once: bool, poll: float) -> None:
     """Deliver due notifications until stopped."""
     if once:

@@ -3,30 +3,50 @@
 Claiming marks rows ``sending`` with a lease, under ``FOR UPDATE SKIP LOCKED``
 on PostgreSQL (SQLite serialises writers anyway), so several dispatchers never
 take the same row. A dispatcher that dies mid-send leaves its lease to expire
-and another picks the row up again.
+and another picks the row up again; the lease's end time is the claim's token,
+so a dispatcher whose lease ran out sends nothing a newer claimant now holds.
+Sending happens outside any transaction: a slow SMTP server or API never holds
+a database lock.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from datetime import timedelta
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 from flask import current_app
-from sqlalchemy import and_, or_, select
+from sqlalchemy import and_, or_, select, update
 
 from portal import clock
 from portal.extensions import db
-from portal.notifications.channels import Channel, DeliveryError, build_channels
+from portal.notifications.channels import Channel, Delivery, DeliveryError, build_channels
 from portal.notifications.models import Notification, Status
 
 logger = logging.getLogger(__name__)
 LEASE = timedelta(minutes=2)
+SEND_MARGIN = timedelta(seconds=30)  # lease left at least this long before a send starts
 
 
-def claim_due(limit: int) -> list[int]:
-    """Mark up to ``limit`` due rows as ours and return their ids."""
+@dataclass(frozen=True)
+class Claim:
+    """Rows held by one dispatcher until ``lease_until``, which identifies the claim."""
+
+    ids: list[int]
+    lease_until: datetime
+
+
+@dataclass(frozen=True)
+class Failure:
+    error: str
+    permanent: bool = False
+
+
+def claim_due(limit: int) -> Claim:
+    """Mark up to ``limit`` due rows as ours and return them with our lease."""
     now = clock.now()
+    _fail_abandoned(now)
     due = or_(
         and_(Notification.status == Status.PENDING, Notification.due_at <= now),
         and_(Notification.status == Status.SENDING, Notification.claimed_until < now),
@@ -39,61 +59,108 @@ def claim_due(limit: int) -> list[int]:
         .with_for_update(skip_locked=True)
     )
     rows = db.session.scalars(query).all()
+    claim = Claim([row.id for row in rows], now + LEASE)
     for row in rows:
         row.status = Status.SENDING
-        row.claimed_until = now + LEASE
+        row.claimed_until = claim.lease_until
         row.attempts += 1
     db.session.commit()
-    return [row.id for row in rows]
+    return claim
 
 
-def deliver(notification_id: int, channels: dict[str, Channel]) -> None:
-    """Send one claimed row and record the outcome."""
+def _fail_abandoned(now: datetime) -> None:
+    """Give up on rows whose last allowed attempt died mid-send (a poison message)."""
+    db.session.execute(
+        update(Notification)
+        .where(
+            Notification.status == Status.SENDING,
+            Notification.claimed_until < now,
+            Notification.attempts >= current_app.config["DISPATCH_MAX_ATTEMPTS"],
+        )
+        .values(
+            status=Status.FAILED,
+            claimed_until=None,
+            last_error="lease expired during the last allowed attempt",
+        )
+        .execution_options(synchronize_session=False)
+    )
+
+
+def deliver(notification_id: int, channels: dict[str, Channel], lease_until: datetime) -> bool:
+    """Send one row claimed with ``lease_until`` and record the outcome.
+
+    :return: ``False`` when the claim was lost (lease over, row cancelled or taken).
+    """
+    row = _detach_if_ours(notification_id, lease_until)
+    if row is None:
+        return False
+    outcome = _send(row, channels)
+    _record(notification_id, outcome)
+    return True
+
+
+def _detach_if_ours(notification_id: int, lease_until: datetime) -> Notification | None:
     row = db.session.get(Notification, notification_id)
-    if row is None or row.status != Status.SENDING:
-        db.session.rollback()
-        return
+    ours = (
+        row is not None
+        and row.status == Status.SENDING
+        and row.claimed_until == lease_until
+        and lease_until - clock.now() > SEND_MARGIN
+    )
+    if ours:
+        db.session.expunge(row)
+    db.session.rollback()  # hold no transaction (nor SQLite's write lock) while sending
+    return row if ours else None
+
+
+def _send(row: Notification, channels: dict[str, Channel]) -> Delivery | Failure:
     channel = channels.get(row.channel)
+    if channel is None:
+        return Failure(f"no channel named {row.channel!r} is configured", permanent=True)
     try:
-        if channel is None:
-            raise DeliveryError(f"no channel named {row.channel!r} is configured")
-        delivery = channel.send(row)
+        return channel.send(row)
     except DeliveryError as exc:
-        _schedule_retry(row, str(exc))
-    else:
+        return Failure(str(exc))
+    except Exception as exc:  # a broken channel must not stop the worker or lose the row
+        logger.exception("notification %s: channel %r crashed", row.id, row.channel)
+        return Failure(f"{exc.__class__.__name__}: {exc}")
+
+
+def _record(notification_id: int, outcome: Delivery | Failure) -> None:
+    row = db.session.get(Notification, notification_id)
+    if isinstance(outcome, Delivery):
         row.status = Status.SENT
         row.sent_at = clock.now()
-        row.delivered_via = delivery.via
-        row.provider_message_id = delivery.provider_message_id
-        row.provider_status = delivery.provider_status
+        row.delivered_via = outcome.via
+        row.provider_message_id = outcome.provider_message_id
+        row.provider_status = outcome.provider_status
         row.last_error = None
-        logger.info("notification %s sent via %s", row.id, delivery.via)
+        logger.info("notification %s sent via %s", row.id, outcome.via)
+    elif row.status == Status.SENDING:  # a row cancelled meanwhile stays cancelled
+        _schedule_retry(row, outcome)
     row.claimed_until = None
     db.session.commit()
 
 
-def _schedule_retry(row: Notification, error: str) -> None:
+def _schedule_retry(row: Notification, failure: Failure) -> None:
     config = current_app.config
-    row.last_error = error[:2000]
-    if row.attempts >= config["DISPATCH_MAX_ATTEMPTS"]:
+    row.last_error = failure.error[:2000]
+    if failure.permanent or row.attempts >= config["DISPATCH_MAX_ATTEMPTS"]:
         row.status = Status.FAILED
         logger.warning("notification %s failed for good after %s attempts", row.id, row.attempts)
         return
     backoff = config["DISPATCH_BACKOFF_SECONDS"] * 2 ** (row.attempts - 1)
     row.status = Status.PENDING
     row.due_at = clock.now() + timedelta(seconds=backoff)
-    logger.warning("notification %s attempt %s failed; retry in %ss", row.id, row.attempts,
-                   backoff)
+    logger.warning("notification %s attempt %s failed; retry in %ss", row.id, row.attempts, backoff)
 
 
 def dispatch_once(channels: dict[str, Channel] | None = None) -> int:
     """Send everything due now and return how many rows were handled."""
     channels = channels if channels is not None else build_channels(current_app.config)
     handled = 0
-    while ids := claim_due(current_app.config["DISPATCH_BATCH"]):
-        for notification_id in ids:
-            deliver(notification_id, channels)
-        handled += len(ids)
+    while (claim := claim_due(current_app.config["DISPATCH_BATCH"])).ids:
+        handled += sum(deliver(row_id, channels, claim.lease_until) for row_id in claim.ids)
     return handled
 
 

@@ -22,9 +22,12 @@ def _s3(url, config: dict) -> BlobStorage:
 
     if not url.netloc:
         raise ConfigError("OVERREAD_STORAGE_URL must name a bucket: s3://bucket/prefix")
-    return S3Storage(bucket=url.netloc, prefix=url.path.strip("/"),
-                     endpoint_url=config.get("S3_ENDPOINT_URL"),
-                     encryption=config.get("S3_SERVER_SIDE_ENCRYPTION", "AES256"))
+    return S3Storage(
+        bucket=url.netloc,
+        prefix=url.path.strip("/"),
+        endpoint_url=config.get("S3_ENDPOINT_URL"),
+        encryption=config.get("S3_SERVER_SIDE_ENCRYPTION", "AES256"),
+    )
 
 
 BACKENDS: dict[str, Callable[..., BlobStorage]] = {"file": _local, "s3": _s3}

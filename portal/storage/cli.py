@@ -13,7 +13,7 @@ storage_cli = AppGroup("storage", help="Check the blob store.")
 
 @storage_cli.command("check")
 def check_command() -> None:
-    """Check that the blob store answers and can be written."""
+    """Check that the blob store answers (a folder must be writable, a bucket must exist)."""
     try:
         get_storage().check()
     except StorageError as exc:

@@ -26,7 +26,14 @@ class LocalStorage(BlobStorage):
 
     def put_file(self, key: str, path: Path) -> None:
         target = self._path(key)
-        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            self._write_atomically(target, path)
+            _fsync_dir(target.parent)
+        except OSError as exc:
+            raise StorageError(f"could not store blob {key!r}: {exc.strerror}") from exc
+
+    def _write_atomically(self, target: Path, path: Path) -> None:
         fd, tmp_name = tempfile.mkstemp(dir=self.root / _TMP)
         try:
             with os.fdopen(fd, "wb") as out, open(path, "rb") as src:
@@ -37,16 +44,17 @@ class LocalStorage(BlobStorage):
         except BaseException:
             Path(tmp_name).unlink(missing_ok=True)
             raise
-        _fsync_dir(target.parent)
 
     def open(self, key: str) -> BinaryIO:
         try:
             return open(self._path(key), "rb")
-        except FileNotFoundError:
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
             raise BlobNotFound(f"no blob {key!r}") from None
 
     def delete(self, key: str) -> None:
-        self._path(key).unlink(missing_ok=True)
+        path = self._path(key)
+        if path.is_file():
+            path.unlink(missing_ok=True)
 
     def exists(self, key: str) -> bool:
         return self._path(key).is_file()
@@ -54,15 +62,18 @@ class LocalStorage(BlobStorage):
     def iter_keys(self, prefix: str = "") -> Iterator[str]:
         for path in sorted(self.root.rglob("*")):
             relative = path.relative_to(self.root).as_posix()
-            if path.is_file() and not relative.startswith(_TMP + "/") and \
-                    relative.startswith(prefix):
+            if (
+                path.is_file()
+                and not relative.startswith(_TMP + "/")
+                and relative.startswith(prefix)
+            ):
                 yield relative
 
     def check(self) -> None:
-        probe = self.root / _TMP / "healthz"
-        try:
-            probe.write_bytes(b"ok")
-            probe.unlink()
+        try:  # a probe of its own, so concurrent checks never trip over each other
+            with tempfile.NamedTemporaryFile(dir=self.root / _TMP, prefix="healthz-") as probe:
+                probe.write(b"ok")
+                probe.flush()
         except OSError as exc:
             raise StorageError(f"storage folder is not writable: {exc.strerror}") from exc
 
