@@ -27,6 +27,14 @@ def _render(status: int, title: str, message: str):
     return render_template("error.html", status=status, title=title, message=message), status
 
 
+def _size(count: int) -> str:
+    """Return ``count`` bytes in the largest unit it fills, such as ``64 MB`` or ``1.5 KB``."""
+    for unit, scale in (("GB", 1024**3), ("MB", 1024**2), ("KB", 1024)):
+        if count >= scale:
+            return f"{round(count / scale, 1):g} {unit}"
+    return f"{count} bytes"
+
+
 def init_app(app: Flask) -> None:
     @app.errorhandler(OverreadError)
     def overread_error(error: OverreadError):
@@ -35,19 +43,30 @@ def init_app(app: Flask) -> None:
 
     @app.errorhandler(CSRFError)
     def csrf_error(error: CSRFError):
-        return _render(400, "Form expired",
-                       "This form was missing its security token or it expired. "
-                       "Go back, reload the page and try again.")
+        return _render(
+            400,
+            "Form expired",
+            "This form was missing its security token or it expired. "
+            "Go back, reload the page and try again.",
+        )
 
     @app.errorhandler(413)
     def too_large(error):
-        limit_mb = app.config["MAX_CONTENT_LENGTH"] // (1024 * 1024)
-        return _render(413, "Too large", f"Requests are limited to {limit_mb} MB.")
+        limit = app.config.get("MAX_CONTENT_LENGTH")
+        message = (
+            f"Requests are limited to {_size(limit)}."
+            if limit
+            else "This request is larger than the server accepts."
+        )
+        return _render(413, "Too large", message)
 
     @app.errorhandler(429)
     def too_many(error):
-        return _render(429, "Too many attempts",
-                       "Too many requests in a short time. Wait a minute and try again.")
+        return _render(
+            429,
+            "Too many attempts",
+            "Too many requests in a short time. Wait a minute and try again.",
+        )
 
     @app.errorhandler(HTTPException)
     def http_error(error: HTTPException):
@@ -57,5 +76,8 @@ def init_app(app: Flask) -> None:
     def unexpected(error: Exception):
         logger.exception("unhandled error on %s %s", request.method, request.path)
         db.session.rollback()
-        return _render(500, "Something went wrong",
-                       "The error was logged. Nothing you had already saved is lost.")
+        return _render(
+            500,
+            "Something went wrong",
+            "The error was logged. Nothing you had already saved is lost.",
+        )

@@ -14,9 +14,11 @@ from portal.auth.models import User
 from portal.errors import PermissionDenied
 from portal.extensions import db, login_manager
 
-CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
-       "connect-src 'self'; font-src 'self'; object-src 'none'; base-uri 'none'; "
-       "form-action 'self'; frame-ancestors 'none'")
+CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
+    "connect-src 'self'; font-src 'self'; object-src 'none'; base-uri 'none'; "
+    "form-action 'self'; frame-ancestors 'none'"
+)
 
 
 def init_app(app: Flask) -> None:
@@ -62,13 +64,18 @@ def enforce_session_timeouts():
     config = current_app.config
     login_at = _parse(session.get("login_at"))
     seen_at = _parse(session.get("seen_at"))
-    expired = (login_at is None or seen_at is None
-               or now - login_at > config["SESSION_ABSOLUTE_TIMEOUT"]
-               or now - seen_at > config["SESSION_IDLE_TIMEOUT"])
+    expired = (
+        login_at is None
+        or seen_at is None
+        or now - login_at > config["SESSION_ABSOLUTE_TIMEOUT"]
+        or now - seen_at > config["SESSION_IDLE_TIMEOUT"]
+    )
     if expired:
         end_session()
         flash("Your session has ended. Please sign in again.", "info")
-        return redirect(url_for("auth.login", next=request.full_path))
+        # Come back here after signing in, unless this was a form post (GET would 405).
+        back = request.full_path.rstrip("?") if request.method == "GET" else None
+        return redirect(url_for("auth.login", next=back))
     session["seen_at"] = now.isoformat()
     return None
 

@@ -2,8 +2,19 @@
 
 from __future__ import annotations
 
-from flask import (Blueprint, Response, abort, flash, redirect, render_template, request,
-                   stream_with_context, url_for)
+from dataclasses import asdict
+
+from flask import (
+    Blueprint,
+    Response,
+    abort,
+    flash,
+    redirect,
+    render_template,
+    request,
+    stream_with_context,
+    url_for,
+)
 from flask_login import current_user
 from sqlalchemy import or_, select
 
@@ -31,19 +42,23 @@ def users():
     q, role = request.args.get("q", "").strip(), request.args.get("role", "")
     query = select(User).order_by(User.email)
     if q:
-        query = query.where(or_(User.email.ilike(f"%{q}%"), User.name.ilike(f"%{q}%")))
+        query = query.where(
+            or_(User.email.icontains(q, autoescape=True), User.name.icontains(q, autoescape=True))
+        )
     if role in {r.value for r in Role}:
         query = query.where(User.role == role)
-    page = db.paginate(query, page=request.args.get("page", 1, type=int), per_page=50,
-                       error_out=False)
+    page = db.paginate(
+        query, page=request.args.get("page", 1, type=int), per_page=50, error_out=False
+    )
     return render_template("admin/users.html", page=page, q=q, role=role, roles=list(Role))
 
 
 @bp.get("/users/<int:user_id>")
 def user_detail(user_id: int):
     user = db.get_or_404(User, user_id)
-    return render_template("admin/user.html", user=user, role_form=RoleForm(role=user.role),
-                           confirm_form=ConfirmForm())
+    return render_template(
+        "admin/user.html", user=user, role_form=RoleForm(role=user.role), confirm_form=ConfirmForm()
+    )
 
 
 @bp.post("/users/<int:user_id>/role")
@@ -88,16 +103,22 @@ def invites():
             db.session.commit()
             flash(f"Invite sent to {form.email.data}.", "success")
             return redirect(url_for("admin.invites"))
-    recent = db.session.scalars(select(AccountLink).where(AccountLink.purpose == "invite")
-                                .order_by(AccountLink.id.desc()).limit(50)).all()
-    return render_template("admin/invites.html", form=form, invites=recent), \
-        400 if form.errors else 200
+    recent = db.session.scalars(
+        select(AccountLink)
+        .where(AccountLink.purpose == "invite")
+        .order_by(AccountLink.id.desc())
+        .limit(50)
+    ).all()
+    return render_template(
+        "admin/invites.html", form=form, invites=recent
+    ), 400 if form.errors else 200
 
 
 def _audit_filter() -> queries.AuditFilter:
     args = request.args
-    return queries.AuditFilter(user=args.get("user", ""), case=args.get("case", ""),
-                               action=args.get("action", ""))
+    return queries.AuditFilter(
+        user=args.get("user", ""), case=args.get("case", ""), action=args.get("action", "")
+    )
 
 
 @bp.get("/audit")
@@ -110,13 +131,15 @@ def audit():
 @bp.get("/audit/export.<any(csv, json):fmt>")
 def audit_export(fmt: str):
     filters = _audit_filter()
-    record("audit.exported", current_user, format=fmt, user=filters.user, case=filters.case,
-           action=filters.action)
+    record("audit.exported", current_user, format=fmt, filters=asdict(filters))
     db.session.commit()
     stream = queries.export_csv(filters) if fmt == "csv" else queries.export_json(filters)
     mimetype = "text/csv" if fmt == "csv" else "application/json"
-    return Response(stream_with_context(stream), mimetype=mimetype, headers={
-        "Content-Disposition": f"attachment; filename=overread-audit.{fmt}"})
+    return Response(
+        stream_with_context(stream),
+        mimetype=mimetype,
+        headers={"Content-Disposition": f"attachment; filename=overread-audit.{fmt}"},
+    )
 
 
 @bp.get("/outbox")
@@ -127,6 +150,7 @@ def outbox():
         if status not in {s.value for s in Status}:
             abort(400, "Unknown status filter.")
         query = query.where(Notification.status == status)
-    page = db.paginate(query, page=request.args.get("page", 1, type=int), per_page=50,
-                       error_out=False)
+    page = db.paginate(
+        query, page=request.args.get("page", 1, type=int), per_page=50, error_out=False
+    )
     return render_template("admin/outbox.html", page=page, status=status, statuses=list(Status))

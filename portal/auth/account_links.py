@@ -25,17 +25,28 @@ def create_invite(admin: User, email: str, role: Role | str) -> AccountLink:
     if find_user(email) is not None:
         raise Conflict("An account with this email already exists.")
     raw, digest = new_token()
-    invite = AccountLink(purpose="invite", token_hash=digest, email=email, role=role.value,
-                         created_by_id=admin.id,
-                         expires_at=clock.now() + current_app.config["INVITE_LIFETIME"])
+    invite = AccountLink(
+        purpose="invite",
+        token_hash=digest,
+        email=email,
+        role=role.value,
+        created_by_id=admin.id,
+        expires_at=clock.now() + current_app.config["INVITE_LIFETIME"],
+    )
     db.session.add(invite)
     db.session.flush()
-    enqueue(channel="email", recipient=email, kind="account.invite",
-            subject="You are invited to Overread",
-            body=(f"{admin.name} invited you to Overread as a {role.value}.\n\n"
-                  f"Set your password here (the link works once, until "
-                  f"{invite.expires_at:%Y-%m-%d %H:%M} UTC):\n{_link_url('invite', raw)}\n"),
-            idempotency_key=f"invite:{invite.id}")
+    enqueue(
+        channel="email",
+        recipient=email,
+        kind="account.invite",
+        subject="You are invited to Overread",
+        body=(
+            f"{admin.name} invited you to Overread as a {role.value}.\n\n"
+            f"Set your password here (the link works once, until "
+            f"{invite.expires_at:%Y-%m-%d %H:%M} UTC):\n{_link_url('invite', raw)}\n"
+        ),
+        idempotency_key=f"invite:{invite.id}",
+    )
     record("invite.created", admin, target=f"invite:{invite.id}", email=email, role=role.value)
     return invite
 
@@ -46,13 +57,13 @@ def find_live_link(purpose: str, raw: str) -> AccountLink:
     :raise TokenInvalid: unknown, used, revoked or expired; an audit row is written.
     """
     link = db.session.scalars(
-        select(AccountLink).where(AccountLink.token_hash == hash_token(raw),
-                                  AccountLink.purpose == purpose)
+        select(AccountLink).where(
+            AccountLink.token_hash == hash_token(raw), AccountLink.purpose == purpose
+        )
     ).first()
     reason = _why_dead(link)
     if reason:
-        record(f"{purpose}.refused", target=f"{purpose}:{link.id}" if link else None,
-               reason=reason)
+        record(f"{purpose}.refused", target=f"{purpose}:{link.id}" if link else None, reason=reason)
         db.session.commit()
         raise TokenInvalid(f"This {purpose} link {reason}. Ask for a new one.")
     return link
@@ -84,21 +95,34 @@ def request_password_reset(email: str) -> None:
     """Send a reset link if an active account has this email; say nothing either way."""
     user = find_user(email)
     if user is None or not user.active:
-        record("password.reset_requested", target=f"email:{normalise_email(email)[:200]}",
-               known=False)
+        record(
+            "password.reset_requested", target=f"email:{normalise_email(email)[:200]}", known=False
+        )
         return
     raw, digest = new_token()
-    link = AccountLink(purpose="reset", token_hash=digest, email=user.email, user_id=user.id,
-                       expires_at=clock.now() + current_app.config["RESET_LIFETIME"])
+    link = AccountLink(
+        purpose="reset",
+        token_hash=digest,
+        email=user.email,
+        user_id=user.id,
+        expires_at=clock.now() + current_app.config["RESET_LIFETIME"],
+    )
     db.session.add(link)
     db.session.flush()
-    enqueue(channel="email", recipient=user.email, kind="account.password_reset",
-            subject="Reset your Overread password", user_id=user.id,
-            body=("Someone asked to reset your Overread password. If it was you, choose a new "
-                  f"one here (the link works once, for "
-                  f"{int(current_app.config['RESET_LIFETIME'].total_seconds() // 60)} minutes):\n"
-                  f"{_link_url('reset', raw)}\n\nIf it was not you, ignore this message."),
-            idempotency_key=f"reset:{link.id}")
+    enqueue(
+        channel="email",
+        recipient=user.email,
+        kind="account.password_reset",
+        subject="Reset your Overread password",
+        user_id=user.id,
+        body=(
+            "Someone asked to reset your Overread password. If it was you, choose a new "
+            f"one here (the link works once, for "
+            f"{int(current_app.config['RESET_LIFETIME'].total_seconds() // 60)} minutes):\n"
+            f"{_link_url('reset', raw)}\n\nIf it was not you, ignore this message."
+        ),
+        idempotency_key=f"reset:{link.id}",
+    )
     record("password.reset_requested", user, target=f"user:{user.id}", known=True)
 
 
@@ -106,7 +130,7 @@ def reset_password(raw: str, password: str) -> User:
     """Set a new password from a reset link, spend the link and end other sessions."""
     link = find_live_link("reset", raw)
     user = db.session.get(User, link.user_id)
-    set_password(user, password)
     link.used_at = clock.now()
+    set_password(user, password)  # also withdraws the user's other reset links
     record("password.reset", user, target=f"user:{user.id}")
     return user

@@ -43,7 +43,8 @@ def change_password():
         form.current.errors.append(str(exc))
         return _render(password_form=form, status=400)
     db.session.commit()
-    start_session(current_user)  # other sessions ended; this one goes on
+    # Other sessions ended; this one goes on. Hand Flask-Login the user, not the proxy.
+    start_session(current_user._get_current_object())
     flash("Your password is changed. Other devices are signed out.", "success")
     return redirect(url_for("account.index"))
 

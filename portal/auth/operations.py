@@ -6,13 +6,15 @@ the caller, so a view commits the change and its audit row together.
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from flask import current_app
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from portal import clock
 from portal.audit.operations import record
 from portal.auth import passwords, totp
-from portal.auth.models import Role, User
+from portal.auth.models import AccountLink, Role, User
 from portal.errors import AuthenticationFailed, Conflict, InvalidInput
 from portal.extensions import db
 
@@ -42,8 +44,12 @@ def create_user(email: str, name: str, role: Role | str, password: str, actor=No
     if find_user(email) is not None:
         raise Conflict("An account with this email already exists.")
     check_password_policy(password)
-    user = User(email=email, name=name.strip(), role=Role(role).value,
-                password_hash=passwords.hash_password(password))
+    user = User(
+        email=email,
+        name=name.strip(),
+        role=Role(role).value,
+        password_hash=passwords.hash_password(password),
+    )
     db.session.add(user)
     db.session.flush()
     record("user.created", actor or user, target=f"user:{user.id}", role=user.role)
@@ -58,18 +64,14 @@ def authenticate(email: str, password: str) -> User:
     user = find_user(email)
     if user is None:
         passwords.burn_time(password)
-        record("login.failed", target=f"email:{normalise_email(email)[:200]}",
-               reason="unknown account")
+        record(
+            "login.failed", target=f"email:{normalise_email(email)[:200]}", reason="unknown account"
+        )
         raise AuthenticationFailed("Wrong email or password.")
     now = clock.now()
-    if user.locked_until is not None and user.locked_until > now:
-        record("login.failed", user, target=f"user:{user.id}", reason="locked")
-        raise AuthenticationFailed(
-            "Too many failed sign-ins. This account is locked for a while; try again later "
-            "or reset your password."
-        )
+    _refuse_if_locked(user, now)
     if not passwords.verify_password(user.password_hash, password):
-        _count_failure(user, now)
+        _count_failure(user, now, "wrong password")
         raise AuthenticationFailed("Wrong email or password.")
     if not user.active:
         record("login.failed", user, target=f"user:{user.id}", reason="deactivated")
@@ -79,22 +81,34 @@ def authenticate(email: str, password: str) -> User:
     return user
 
 
-def _count_failure(user: User, now) -> None:
+def _refuse_if_locked(user: User, now: datetime) -> None:
+    """:raise AuthenticationFailed: the account is locked after too many failures."""
+    if user.locked_until is not None and user.locked_until > now:
+        record("login.failed", user, target=f"user:{user.id}", reason="locked")
+        raise AuthenticationFailed(
+            "Too many failed sign-ins. This account is locked for a while; try again later "
+            "or reset your password."
+        )
+
+
+def _count_failure(user: User, now: datetime, reason: str) -> None:
     user.failed_logins += 1
-    record("login.failed", user, target=f"user:{user.id}", reason="wrong password",
-           failures=user.failed_logins)
+    record(
+        "login.failed", user, target=f"user:{user.id}", reason=reason, failures=user.failed_logins
+    )
     if user.failed_logins >= current_app.config["LOGIN_MAX_FAILURES"]:
         user.locked_until = now + current_app.config["LOGIN_LOCKOUT"]
         user.failed_logins = 0
-        record("login.locked", user, target=f"user:{user.id}",
-               until=user.locked_until.isoformat())
+        record("login.locked", user, target=f"user:{user.id}", until=user.locked_until.isoformat())
 
 
 def check_second_factor(user: User, code: str) -> None:
-    """:raise AuthenticationFailed: the TOTP code is wrong or replayed."""
+    """:raise AuthenticationFailed: the TOTP code is wrong or replayed, or the account locked."""
+    now = clock.now()
+    _refuse_if_locked(user, now)
     step = totp.matching_step(user.totp_secret or "", code, user.totp_last_step)
     if step is None:
-        _count_failure(user, clock.now())
+        _count_failure(user, now, "wrong code")
         raise AuthenticationFailed("That code is not valid. Codes change every 30 seconds.")
     user.totp_last_step = step
 
@@ -127,11 +141,22 @@ def change_password(user: User, current: str, new: str) -> None:
 
 
 def set_password(user: User, new: str) -> None:
+    """Set a new password; the user's sessions and open reset links end."""
     check_password_policy(new)
     user.password_hash = passwords.hash_password(new)
     user.session_version += 1
     user.failed_logins = 0
     user.locked_until = None
+    db.session.execute(
+        update(AccountLink)
+        .where(
+            AccountLink.purpose == "reset",
+            AccountLink.user_id == user.id,
+            AccountLink.used_at.is_(None),
+            AccountLink.revoked_at.is_(None),
+        )
+        .values(revoked_at=clock.now())
+    )
 
 
 def set_role(admin: User, user: User, role: Role | str) -> None:
@@ -157,5 +182,4 @@ def set_active(admin: User, user: User, active: bool) -> None:
         return
     user.active = active
     user.session_version += 1
-    record("user.reactivated" if active else "user.deactivated", admin,
-           target=f"user:{user.id}")
+    record("user.reactivated" if active else "user.deactivated", admin, target=f"user:{user.id}")

@@ -12,8 +12,9 @@ MAX_LENGTH = 128
 
 def _hasher() -> PasswordHasher:
     config = current_app.config
-    return PasswordHasher(time_cost=config["ARGON2_TIME_COST"],
-                          memory_cost=config["ARGON2_MEMORY_KIB"])
+    return PasswordHasher(
+        time_cost=config["ARGON2_TIME_COST"], memory_cost=config["ARGON2_MEMORY_KIB"]
+    )
 
 
 def hash_password(password: str) -> str:

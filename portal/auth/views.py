@@ -4,14 +4,28 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from flask import (Blueprint, current_app, flash, redirect, render_template, request, session,
-                   url_for)
+from flask import (
+    Blueprint,
+    current_app,
+    flash,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
 from flask_login import current_user, login_required
 
 from portal import clock
 from portal.auth import account_links, operations, totp
-from portal.auth.forms import (AcceptInviteForm, CodeForm, ForgotPasswordForm, LoginForm,
-                               RegisterForm, SetPasswordForm)
+from portal.auth.forms import (
+    AcceptInviteForm,
+    CodeForm,
+    ForgotPasswordForm,
+    LoginForm,
+    RegisterForm,
+    SetPasswordForm,
+)
 from portal.auth.models import Role, User
 from portal.errors import AuthenticationFailed, OverreadError
 from portal.extensions import db, limiter
@@ -26,8 +40,20 @@ def _login_limit() -> str:
 
 
 def _safe_next(default: str) -> str:
+    """Return ``?next=`` if it is a path on this site, else ``default``.
+
+    Backslashes and control characters are refused too: browsers read ``/\\host`` and
+    ``/<tab>/host`` as ``//host``, another site.
+    """
     target = request.args.get("next", "")
-    return target if target.startswith("/") and not target.startswith("//") else default
+    if (
+        not target.startswith("/")
+        or target.startswith("//")
+        or "\\" in target
+        or any(ord(ch) < 32 or ord(ch) == 127 for ch in target)
+    ):
+        return default
+    return target
 
 
 def _home_for(user: User) -> str:
@@ -56,8 +82,12 @@ def login():
 def _begin_second_factor(user: User):
     db.session.commit()
     session.clear()
-    session["mfa"] = {"uid": user.id, "ver": user.session_version,
-                      "at": clock.now().isoformat(), "next": _safe_next("")}
+    session["mfa"] = {
+        "uid": user.id,
+        "ver": user.session_version,
+        "at": clock.now().isoformat(),
+        "next": _safe_next(""),
+    }
     return redirect(url_for("auth.second_factor" if user.totp_enrolled else "auth.enrol_totp"))
 
 
@@ -74,8 +104,12 @@ def _pending_user() -> User | None:
         return None
     started = clock.now() - PENDING_LIFETIME
     user = db.session.get(User, pending["uid"])
-    if (user is None or not user.active or user.session_version != pending["ver"]
-            or pending["at"] < started.isoformat()):
+    if (
+        user is None
+        or not user.active
+        or user.session_version != pending["ver"]
+        or pending["at"] < started.isoformat()
+    ):
         session.pop("mfa", None)
         return None
     return user
@@ -118,8 +152,9 @@ def enrol_totp():
             flash("Two-step sign-in is on. You will need your app's code each time.", "success")
             return _complete_login(user, session["mfa"].get("next") or None)
     uri = totp.provisioning_uri(secret, user.email)
-    return render_template("auth/enrol.html", form=form, secret=secret,
-                           qr=totp.qr_data_uri(uri)), 400 if form.errors else 200
+    return render_template(
+        "auth/enrol.html", form=form, secret=secret, qr=totp.qr_data_uri(uri)
+    ), 400 if form.errors else 200
 
 
 @bp.post("/logout")
@@ -140,8 +175,9 @@ def register():
     form = RegisterForm()
     if form.validate_on_submit():
         try:
-            user = operations.create_user(form.email.data, form.name.data, Role.PATIENT,
-                                          form.password.data)
+            user = operations.create_user(
+                form.email.data, form.name.data, Role.PATIENT, form.password.data
+            )
         except OverreadError as exc:
             db.session.rollback()
             form.email.errors.append(str(exc))
@@ -165,8 +201,9 @@ def accept_invite(token: str):
             db.session.commit()
             flash("Your account is ready. Please sign in.", "success")
             return redirect(url_for("auth.login"))
-    return render_template("auth/invite.html", form=form, invite=invite), \
-        400 if form.errors else 200
+    return render_template(
+        "auth/invite.html", form=form, invite=invite
+    ), 400 if form.errors else 200
 
 
 @bp.route("/forgot", methods=["GET", "POST"])

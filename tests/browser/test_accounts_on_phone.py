@@ -61,8 +61,9 @@ def test_registration_errors_show_next_to_fields_and_keep_input(phone):
     phone.shot("register-errors")
 
 
-def test_radiologist_enrols_totp_from_qr_page_and_signs_in_with_it(phone, create_user,
-                                                                   frozen_clock):
+def test_radiologist_enrols_totp_from_qr_page_and_signs_in_with_it(
+    phone, create_user, frozen_clock
+):
     user = create_user("radiologist", totp=False)
     sign_in(phone, user.email)
     expect(phone.get_by_role("heading", name="Set up two-step sign-in")).to_be_visible()
@@ -87,8 +88,9 @@ def test_radiologist_enrols_totp_from_qr_page_and_signs_in_with_it(phone, create
     phone.shot("radiologist-signed-in")
 
 
-def test_admin_invites_a_physician_who_joins_from_the_outbox_link(phone, browser, live_url,
-                                                                   create_user):
+def test_admin_invites_a_physician_who_joins_from_the_outbox_link(
+    phone, browser, live_url, create_user
+):
     admin = create_user("admin")
     sign_in(phone, admin.email)
     phone.get_by_label("6-digit code").fill(pyotp.TOTP(admin.totp_secret).now())
@@ -104,8 +106,9 @@ def test_admin_invites_a_physician_who_joins_from_the_outbox_link(phone, browser
     link = re.search(r"https?://\S+/invite/\S+", body).group(0)
     phone.shot("outbox")
 
-    invitee = browser.new_context(viewport={"width": 360, "height": 740}, is_mobile=True,
-                                  has_touch=True).new_page()
+    invitee = browser.new_context(
+        viewport={"width": 360, "height": 740}, is_mobile=True, has_touch=True
+    ).new_page()
     invitee.goto(link)
     invitee.get_by_label("Full name").fill("Dr New")
     invitee.get_by_label("New password", exact=True).fill("another long password")
@@ -125,10 +128,12 @@ PAGES_FOR_ROLE = {
 
 
 @pytest.mark.parametrize("role", list(PAGES_FOR_ROLE))
-def test_every_page_fits_a_small_phone_and_labels_every_field(browser, live_url, create_user,
-                                                              role, tmp_path):
-    page = browser.new_context(base_url=live_url, viewport={"width": 360, "height": 740},
-                               is_mobile=True, has_touch=True).new_page()
+def test_every_page_fits_a_small_phone_and_labels_every_field(
+    browser, live_url, create_user, role, tmp_path
+):
+    page = browser.new_context(
+        base_url=live_url, viewport={"width": 360, "height": 740}, is_mobile=True, has_touch=True
+    ).new_page()
     if role:
         user = create_user(role)
         sign_in(page, user.email)
