@@ -7,3 +7,4 @@ def import_all() -> None:
     from portal.audit import models as audit_models  # noqa: F401
     from portal.auth import models as auth_models  # noqa: F401
     from portal.notifications import models as notification_models  # noqa: F401
+    from portal.studies import models as study_models  # noqa: F401

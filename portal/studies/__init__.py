@@ -1,0 +1,1 @@
+"""Imaging studies: the patient/study/series/instance index and the one ingest path."""
