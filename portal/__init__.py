@@ -16,13 +16,14 @@ def create_app(config: dict | None = None) -> Flask:
     :param config: settings that win over the ``OVERREAD_*`` environment.
     :raise ConfigError: a setting is missing or malformed.
     """
-    app = Flask(__name__, instance_relative_config=True,
-                template_folder=str(ROOT / "templates"))
+    app = Flask(__name__, instance_relative_config=True, template_folder=str(ROOT / "templates"))
     from portal.config import load_config
 
     app.config.update(load_config(app.instance_path, config))
     Path(app.instance_path).mkdir(parents=True, exist_ok=True)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
 
     from portal import database, errors_web, models, security, storage
@@ -30,8 +31,13 @@ def create_app(config: dict | None = None) -> Flask:
 
     database.init_app(app)
     db.init_app(app)
-    migrate.init_app(app, db, directory=str(Path(__file__).parent / "migrations"),
-                     render_as_batch=True, compare_type=True)
+    migrate.init_app(
+        app,
+        db,
+        directory=str(Path(__file__).parent / "migrations"),
+        render_as_batch=True,
+        compare_type=True,
+    )
     csrf.init_app(app)
     limiter.init_app(app)
     login_manager.init_app(app)
@@ -48,10 +54,12 @@ def _register_blueprints(app: Flask) -> None:
     from portal.admin.views import bp as admin_bp
     from portal.auth.account_views import bp as account_bp
     from portal.auth.views import bp as auth_bp
+    from portal.dicomweb import qido, stow, wado  # noqa: F401 - their routes join the blueprint
+    from portal.dicomweb.blueprint import bp as dicomweb_bp
     from portal.health import bp as health_bp
     from portal.home import bp as home_bp
 
-    for blueprint in (home_bp, auth_bp, account_bp, admin_bp, health_bp):
+    for blueprint in (home_bp, auth_bp, account_bp, admin_bp, health_bp, dicomweb_bp):
         app.register_blueprint(blueprint)
 
 
@@ -61,6 +69,8 @@ def _register_commands(app: Flask) -> None:
     from portal.demo import demo_command
     from portal.notifications.cli import dispatch_command
     from portal.storage.cli import storage_cli
+    from portal.studies.cli import verify_command
 
+    storage_cli.add_command(verify_command)
     for command in (users_cli, audit_cli, dispatch_command, demo_command, storage_cli):
         app.cli.add_command(command)

@@ -8,6 +8,9 @@ from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlparse
 
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
 from portal.errors import ConfigError
 
 PREFIX = "OVERREAD_"
@@ -18,7 +21,7 @@ def _env(name: str, default: str | None = None) -> str | None:
     return value if value not in (None, "") else default
 
 
-def _int_env(name: str, default: int) -> int:
+def _int_env(name: str, default: int, maximum: int | None = None) -> int:
     raw = _env(name)
     if raw is None:
         return default
@@ -28,6 +31,8 @@ def _int_env(name: str, default: int) -> int:
         raise ConfigError(f"{PREFIX}{name} must be a whole number, got {raw!r}") from None
     if value < 0:
         raise ConfigError(f"{PREFIX}{name} must not be negative, got {raw!r}")
+    if maximum is not None and value > maximum:
+        raise ConfigError(f"{PREFIX}{name} must be at most {maximum}, got {raw!r}")
     return value
 
 
@@ -39,6 +44,31 @@ def _check_url(name: str, value: str, schemes: tuple[str, ...]) -> str:
             f" got {value!r}"
         )
     return value
+
+
+def _check_database_url(value: str) -> str:
+    _check_url("DATABASE_URL", value, ("sqlite", "postgresql", "postgres"))
+    try:
+        make_url(value)
+    except (ArgumentError, ValueError) as exc:
+        raise ConfigError(f"{PREFIX}DATABASE_URL is malformed: {exc}") from None
+    return value
+
+
+def _check_storage_url(value: str) -> str:
+    url = urlparse(_check_url("STORAGE_URL", value, ("file", "s3")))
+    if url.scheme == "s3" and not url.netloc:
+        raise ConfigError(f"{PREFIX}STORAGE_URL must name a bucket: s3://bucket/prefix")
+    if url.scheme == "file" and (
+        url.netloc not in ("", "localhost") or not url.path.startswith("/")
+    ):
+        raise ConfigError(f"{PREFIX}STORAGE_URL must be file:///absolute/path, got {value!r}")
+    return value
+
+
+def _s3_encryption() -> str | None:
+    value = _env("S3_SERVER_SIDE_ENCRYPTION", "AES256")
+    return None if value.lower() == "none" else value
 
 
 def load_config(instance_path: str, overrides: dict | None = None) -> dict:
@@ -59,13 +89,13 @@ def load_config(instance_path: str, overrides: dict | None = None) -> dict:
         raise ConfigError(f"{PREFIX}SECRET_KEY must be at least 32 characters long")
 
     database_url = _env("DATABASE_URL") or f"sqlite:///{instance / 'overread.db'}"
-    _check_url("DATABASE_URL", database_url, ("sqlite", "postgresql", "postgres"))
+    _check_database_url(database_url)
     if database_url.startswith("postgres://"):
         database_url = "postgresql+psycopg://" + database_url[len("postgres://") :]
     elif database_url.startswith("postgresql://"):
         database_url = "postgresql+psycopg://" + database_url[len("postgresql://") :]
     storage_url = _env("STORAGE_URL") or (instance / "storage").as_uri()
-    _check_url("STORAGE_URL", storage_url, ("file", "s3"))
+    _check_storage_url(storage_url)
     base_url = _env("BASE_URL", "http://127.0.0.1:5000")
     _check_url("BASE_URL", base_url, ("http", "https"))
     if production and not base_url.startswith("https://"):
@@ -77,6 +107,7 @@ def load_config(instance_path: str, overrides: dict | None = None) -> dict:
         "SQLALCHEMY_DATABASE_URI": database_url,
         "STORAGE_URL": storage_url,
         "S3_ENDPOINT_URL": _env("S3_ENDPOINT_URL"),
+        "S3_SERVER_SIDE_ENCRYPTION": _s3_encryption(),
         "BASE_URL": base_url.rstrip("/"),
         "MAX_CONTENT_LENGTH": _int_env("MAX_REQUEST_MB", 64) * 1024 * 1024,
         "SESSION_COOKIE_HTTPONLY": True,
@@ -93,7 +124,7 @@ def load_config(instance_path: str, overrides: dict | None = None) -> dict:
         "INVITE_LIFETIME": timedelta(hours=_int_env("INVITE_HOURS", 72)),
         "RESET_LIFETIME": timedelta(minutes=_int_env("RESET_MINUTES", 60)),
         "SMTP_HOST": _env("SMTP_HOST"),
-        "SMTP_PORT": _int_env("SMTP_PORT", 25),
+        "SMTP_PORT": _int_env("SMTP_PORT", 25, maximum=65535),
         "SMTP_USERNAME": _env("SMTP_USERNAME"),
         "SMTP_PASSWORD": _env("SMTP_PASSWORD"),
         "SMTP_STARTTLS": _env("SMTP_STARTTLS", "false").lower() in ("1", "true", "yes"),
@@ -104,6 +135,13 @@ def load_config(instance_path: str, overrides: dict | None = None) -> dict:
         "ARGON2_TIME_COST": _int_env("ARGON2_TIME_COST", 3),
         "ARGON2_MEMORY_KIB": _int_env("ARGON2_MEMORY_KIB", 65536),
         "WTF_CSRF_TIME_LIMIT": None,
+        "SPOOL_DIR": _env("SPOOL_DIR") or str(instance / "spool"),
+        "INGEST_MAX_FILE_MB": _int_env("INGEST_MAX_FILE_MB", 1024),
+        "STOW_MAX_REQUEST_MB": _int_env("STOW_MAX_REQUEST_MB", 8192),
+        "INGEST_MAX_PIXELS": _int_env("INGEST_MAX_PIXELS", 1_000_000_000),
+        "INGEST_MAX_INFLATE_MB": _int_env("INGEST_MAX_INFLATE_MB", 256),
+        "INGEST_ZIP_MAX_MEMBERS": _int_env("INGEST_ZIP_MAX_MEMBERS", 20_000),
+        "INGEST_ZIP_MAX_TOTAL_MB": _int_env("INGEST_ZIP_MAX_TOTAL_MB", 4096),
     }
     config.update(overrides or {})
     return config

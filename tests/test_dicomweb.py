@@ -1,0 +1,222 @@
+"""DICOMweb against a running server, through the real ``dicomweb-client`` package."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+import pytest
+import requests
+from dicomweb_client.api import DICOMwebClient
+from pydicom import dcmread
+from pydicom.data import get_testdata_file
+
+from portal.auth import api_tokens
+from portal.auth.models import User
+from portal.extensions import db
+from tests import harness
+
+CT = get_testdata_file("CT_small.dcm")
+MR = get_testdata_file("MR_small.dcm")
+MULTIFRAME = get_testdata_file("SC_rgb_rle_2frame.dcm")  # RLE, decoded by the server
+
+
+@pytest.fixture
+def server(app):
+    with harness.live_server(app) as url:
+        app.config["BASE_URL"] = url
+        yield url
+
+
+@pytest.fixture
+def token_for(app):
+    def issue(user: User) -> str:
+        with app.app_context():
+            raw = api_tokens.issue_api_token(db.session.merge(user), "test")
+            db.session.commit()
+        return raw
+
+    return issue
+
+
+@pytest.fixture
+def dicomweb(server, token_for):
+    """``dicomweb(user)`` -> a real DICOMwebClient holding that user's bearer token."""
+
+    def client_for(user: User) -> DICOMwebClient:
+        return DICOMwebClient(
+            url=f"{server}/dicomweb", headers={"Authorization": f"Bearer {token_for(user)}"}
+        )
+
+    return client_for
+
+
+@pytest.fixture
+def owner(create_user):
+    return create_user("physician")
+
+
+@pytest.fixture
+def loaded(dicomweb, owner):
+    """The owner's client, after storing the CT, the MR and a multi-frame MR."""
+    client = dicomweb(owner)
+    response = client.store_instances([dcmread(CT), dcmread(MR), dcmread(MULTIFRAME)])
+    assert len(response.ReferencedSOPSequence) == 3
+    assert "FailedSOPSequence" not in response
+    return client
+
+
+@pytest.mark.parametrize("app", ["sqlite", "postgresql"], indirect=True)
+def test_stored_study_is_found_and_retrieved_byte_for_byte(loaded):
+    ct = dcmread(CT)
+    studies = loaded.search_for_studies(search_filters={"StudyInstanceUID": ct.StudyInstanceUID})
+    assert len(studies) == 1
+    assert studies[0]["00100020"]["Value"] == [ct.PatientID]
+    assert studies[0]["00201208"]["Value"] == [1]
+    [retrieved] = loaded.retrieve_study(ct.StudyInstanceUID)
+    assert retrieved.SOPInstanceUID == ct.SOPInstanceUID
+    assert retrieved.PixelData == ct.PixelData
+
+
+@pytest.mark.parametrize(
+    ("filters", "expected"),
+    [
+        ({"ModalitiesInStudy": "CT"}, {"CT"}),
+        ({"ModalitiesInStudy": "MR"}, {"MR"}),
+        ({"00080061": "CT"}, {"CT"}),
+        ({"PatientID": "1CT1"}, {"CT"}),
+        ({"PatientID": "1CT*"}, {"CT"}),
+        ({"StudyDate": "20040101-20040131"}, {"CT"}),
+        ({"StudyDate": "20040826"}, {"MR"}),
+        ({"StudyDate": "20170101-"}, {"OT"}),
+        ({"ModalitiesInStudy": "CT,MR"}, {"CT", "MR"}),
+        ({"StudyDate": "-19000101"}, set()),
+    ],
+)
+def test_qido_matches_study_keys(loaded, filters, expected):
+    studies = loaded.search_for_studies(search_filters=filters)
+    assert {m for s in studies for m in s["00080061"]["Value"]} == expected
+
+
+def test_qido_limit_offset_series_and_instances(loaded):
+    everything = loaded.search_for_studies()
+    assert len(everything) == 3
+    assert len(loaded.search_for_studies(limit=1)) == 1
+    assert loaded.search_for_studies(limit=1, offset=1)[0] != loaded.search_for_studies(limit=1)[0]
+    mr = dcmread(MR)
+    series = loaded.search_for_series(mr.StudyInstanceUID)
+    assert {s["00080060"]["Value"][0] for s in series} == {"MR"}
+    instances = loaded.search_for_instances(mr.StudyInstanceUID)
+    assert mr.SOPInstanceUID in {i["00080018"]["Value"][0] for i in instances}
+
+
+def test_metadata_and_uncompressed_frames(loaded):
+    ct = dcmread(CT)
+    metadata = loaded.retrieve_instance_metadata(
+        ct.StudyInstanceUID, ct.SeriesInstanceUID, ct.SOPInstanceUID
+    )
+    assert metadata["00100010"]["Value"][0]["Alphabetic"] == str(ct.PatientName)
+    assert "BulkDataURI" in metadata["7FE00010"]
+    [frame] = loaded.retrieve_instance_frames(
+        ct.StudyInstanceUID, ct.SeriesInstanceUID, ct.SOPInstanceUID, frame_numbers=[1]
+    )
+    assert frame == ct.pixel_array.astype("<i2").tobytes()
+
+
+def test_multiframe_frames_by_number(loaded):
+    mf = dcmread(MULTIFRAME)
+    frames = loaded.retrieve_instance_frames(
+        mf.StudyInstanceUID, mf.SeriesInstanceUID, mf.SOPInstanceUID, frame_numbers=[2, 1]
+    )
+    assert frames == [mf.pixel_array[1].tobytes(), mf.pixel_array[0].tobytes()]
+
+
+def test_other_users_see_nothing_and_admins_see_all(loaded, dicomweb, create_user):
+    ct = dcmread(CT)
+    stranger = dicomweb(create_user("patient"))
+    assert stranger.search_for_studies() == []
+    with pytest.raises(requests.HTTPError) as refused:
+        stranger.retrieve_study(ct.StudyInstanceUID)
+    assert refused.value.response.status_code == 404
+    admin = dicomweb(create_user("admin"))
+    assert len(admin.search_for_studies()) == 3
+
+
+@pytest.mark.parametrize("header", [None, "Bearer nope", "Bearer ovr_unknown", "Basic abc"])
+def test_requests_without_a_valid_token_get_401(server, header):
+    headers = {"Authorization": header} if header else {}
+    response = requests.get(f"{server}/dicomweb/studies", headers=headers, timeout=10)
+    assert response.status_code == 401
+    assert response.headers["WWW-Authenticate"].startswith("Bearer")
+
+
+def test_revoked_token_is_refused(app, server, owner):
+    with app.app_context():
+        user = db.session.merge(owner)
+        raw = api_tokens.issue_api_token(user)
+        db.session.commit()
+        token_id = user.api_tokens[0].id
+        api_tokens.revoke_api_token(user, token_id)
+        db.session.commit()
+    response = requests.get(
+        f"{server}/dicomweb/studies", headers={"Authorization": f"Bearer {raw}"}, timeout=10
+    )
+    assert response.status_code == 401
+
+
+def _post_parts(server, token, parts: list[tuple[str, bytes]]):
+    boundary = uuid.uuid4().hex
+    body = (
+        b"".join(
+            f"--{boundary}\r\nContent-Type: {ctype}\r\n\r\n".encode() + data + b"\r\n"
+            for ctype, data in parts
+        )
+        + f"--{boundary}--\r\n".encode()
+    )
+    return requests.post(
+        f"{server}/dicomweb/studies",
+        data=body,
+        timeout=30,
+        headers={
+            "Authorization": f"Bearer {token}",
+            "Content-Type": f'multipart/related; type="application/dicom"; boundary={boundary}',
+        },
+    )
+
+
+def test_stow_keeps_good_parts_and_names_bad_ones(server, token_for, owner):
+    good = Path(CT).read_bytes()
+    response = _post_parts(
+        server,
+        token_for(owner),
+        [
+            ("application/dicom", b"this is not DICOM"),
+            ("application/dicom", good),
+            ("text/plain", b"hello"),
+        ],
+    )
+    assert response.status_code == 202
+    body = response.json()
+    assert len(body["00081199"]["Value"]) == 1
+    reasons = [item["00081197"]["Value"][0] for item in body["00081198"]["Value"]]
+    assert reasons == [0xC000, 0xC000]
+
+
+def test_stow_with_only_bad_parts_is_409(server, token_for, owner):
+    response = _post_parts(server, token_for(owner), [("application/dicom", b"junk")])
+    assert response.status_code == 409
+    assert response.json()["00081198"]["Value"][0]["00081197"]["Value"] == [0xC000]
+
+
+def test_stow_refuses_a_body_that_is_not_multipart(server, token_for, owner):
+    response = requests.post(
+        f"{server}/dicomweb/studies",
+        data=b"x",
+        timeout=10,
+        headers={
+            "Authorization": f"Bearer {token_for(owner)}",
+            "Content-Type": "application/dicom",
+        },
+    )
+    assert response.status_code == 400
+    assert "multipart/related" in response.json()["message"]
