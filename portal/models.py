@@ -8,3 +8,5 @@ def import_all() -> None:
     from portal.auth import models as auth_models  # noqa: F401
     from portal.notifications import models as notification_models  # noqa: F401
     from portal.studies import models as study_models  # noqa: F401
+    from portal.deid import models as deid_models  # noqa: F401
+    from portal.dimse import models as dimse_models  # noqa: F401

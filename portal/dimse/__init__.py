@@ -1,0 +1,1 @@
+"""DIMSE: the C-ECHO / C-STORE listener (pynetdicom)."""
