@@ -45,6 +45,11 @@ def create_app(config: dict | None = None) -> Flask:
     security.init_app(app)
     errors_web.init_app(app)
     storage.init_app(app)
+    if app.config["PROXY_COUNT"]:
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        count = app.config["PROXY_COUNT"]
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=count, x_proto=count, x_host=count)
     _register_blueprints(app)
     _register_commands(app)
     return app

@@ -109,6 +109,7 @@ def load_config(instance_path: str, overrides: dict | None = None) -> dict:
         "S3_ENDPOINT_URL": _env("S3_ENDPOINT_URL"),
         "S3_SERVER_SIDE_ENCRYPTION": _s3_encryption(),
         "BASE_URL": base_url.rstrip("/"),
+        "PROXY_COUNT": _int_env("PROXY_COUNT", 0),
         "MAX_CONTENT_LENGTH": _int_env("MAX_REQUEST_MB", 64) * 1024 * 1024,
         "SESSION_COOKIE_HTTPONLY": True,
         "SESSION_COOKIE_SAMESITE": "Lax",

@@ -330,6 +330,24 @@ def test_audit_csv_export_holds_the_rows_and_is_audited(app, client, audit_trail
     }
 
 
+def test_audit_csv_export_quotes_cells_a_spreadsheet_would_run(app, client, audit_trail):
+    from portal.audit.operations import record
+    from portal.extensions import db
+
+    with app.app_context():
+        record("login.failed", target='email:=HYPERLINK("http://x")@example.org')
+        db.session.commit()
+    rows = list(csv.DictReader(io.StringIO(text(client.get("/admin/audit/export.csv")))))
+    [row] = [r for r in rows if "HYPERLINK" in r["target"]]
+    assert row["target"].startswith("email:")  # not a formula: it starts with text
+    formula = "=cmd|' /C calc'!A0"
+    with app.app_context():
+        record("login.failed", target=formula)
+        db.session.commit()
+    rows = list(csv.DictReader(io.StringIO(text(client.get("/admin/audit/export.csv")))))
+    assert "'" + formula in {r["target"] for r in rows}
+
+
 @pytest.mark.parametrize("app", ["sqlite", "postgresql"], indirect=True)
 def test_audit_json_export_holds_the_rows_and_is_audited(app, client, as_admin, audit_trail):
     response = client.get("/admin/audit/export.json?case=42")

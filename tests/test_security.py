@@ -299,3 +299,12 @@ def test_wrong_method_gets_a_page_not_a_crash(client):
     response = client.get("/logout")
     assert response.status_code == 405
     assert "Method Not Allowed" in text(response)
+
+
+def test_behind_a_tls_proxy_hsts_is_sent_when_trusted(make_app):
+    trusting = make_app(PROXY_COUNT=1).test_client()
+    response = trusting.get("/login", headers={"X-Forwarded-Proto": "https"})
+    assert "Strict-Transport-Security" in response.headers
+    direct = make_app().test_client()
+    response = direct.get("/login", headers={"X-Forwarded-Proto": "https"})
+    assert "Strict-Transport-Security" not in response.headers
