@@ -143,6 +143,7 @@ def load_config(instance_path: str, overrides: dict | None = None) -> dict:
         "INGEST_MAX_INFLATE_MB": _int_env("INGEST_MAX_INFLATE_MB", 256),
         "INGEST_ZIP_MAX_MEMBERS": _int_env("INGEST_ZIP_MAX_MEMBERS", 20_000),
         "INGEST_ZIP_MAX_TOTAL_MB": _int_env("INGEST_ZIP_MAX_TOTAL_MB", 4096),
+        "INGEST_MAX_DEID_MB": _int_env("INGEST_MAX_DEID_MB", 1024),
     }
     config.update(overrides or {})
     return config

@@ -33,7 +33,7 @@ _UID = re.compile(r"^[0-9]+(\.[0-9]+)*$")
 _INT32 = 2**31 - 1
 # pydicom reports through process-wide warnings and settings; one parse at a time
 # keeps one thread's warning filters from leaking into another's.
-_PARSE_LOCK = threading.Lock()
+PARSE_LOCK = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -71,7 +71,7 @@ def read_header(path: Path, limits: IngestLimits) -> InstanceHeader:
     :raise IngestRejected: anything that makes the file unfit to store; the
         message says what, without patient data.
     """
-    with _PARSE_LOCK, warnings.catch_warnings(), pydicom_config.disable_value_validation():
+    with PARSE_LOCK, warnings.catch_warnings(), pydicom_config.disable_value_validation():
         # pydicom warns about oddities it reads past; ingest judges files on its own checks.
         warnings.simplefilter("ignore")
         try:

@@ -21,6 +21,7 @@ from sqlalchemy import select
 
 from portal.audit.operations import record
 from portal.auth.models import User
+from portal.deid.mapper import DeidMapper
 from portal.extensions import db
 from portal.studies.archives import check_archive, entry_problem, is_clutter
 from portal.studies.models import Study
@@ -47,50 +48,67 @@ def ingest_file(
     via: str = "upload",
     audit: bool = True,
     expected_study_uid: str | None = None,
+    deidentify_scope: str | None = None,
 ) -> IngestResult:
     """Ingest one DICOM file for ``owner``.
 
     :param via: how the file arrived (``upload``, ``stow``, ``cstore``...), for the audit log.
     :param audit: ``False`` when the caller audits a larger batch with :func:`record_ingest`.
-    :param expected_study_uid: refuse (``wrong_study``) a file of any other study.
+    :param expected_study_uid: refuse (``wrong_study``) a file of any other study (the
+        original Study Instance UID, when de-identifying).
+    :param deidentify_scope: store a de-identified copy instead (PS3.15 Basic Profile),
+        its replacement UIDs and pseudonyms consistent within this scope (a case, say)
+        and kept in :class:`~portal.deid.models.DeidMapping` rows.
+    :raise ValueError: ``deidentify_scope`` is empty or over 100 characters.
     """
     path = Path(path)
-    result = _file_result(path, path.name, owner.id, current_limits(), expected_study_uid)
+    _check_scope(deidentify_scope)
+    result = _file_result(
+        path, path.name, owner.id, current_limits(), expected_study_uid, deidentify_scope
+    )
     if audit:
         record_ingest([result], owner, via)
     return result
 
 
-def ingest_zip(path: Path | str, owner: User, *, via: str = "zip") -> list[IngestResult]:
+def ingest_zip(
+    path: Path | str, owner: User, *, via: str = "zip", deidentify_scope: str | None = None
+) -> list[IngestResult]:
     """Ingest every DICOM file in a zip archive, nested folders included.
 
     The archive is refused whole when its central directory declares too many
     entries or too many bytes; entries that are encrypted, have unsafe paths or
     expand past what they declare are refused one by one. Folders and
     operating-system litter (``__MACOSX/``, ``.DS_Store``) give no result; a
-    DICOMDIR gives a ``skipped`` one.
+    DICOMDIR gives a ``skipped`` one. ``deidentify_scope``: as for :func:`ingest_file`.
     """
     path = Path(path)
-    results = _zip_results(path, path.name, owner.id, current_limits())
+    _check_scope(deidentify_scope)
+    results = _zip_results(path, path.name, owner.id, current_limits(), deidentify_scope)
     record_ingest(results, owner, via)
     return results
 
 
 def ingest_paths(
-    paths: Iterable[Path | str], owner: User, *, via: str = "folder"
+    paths: Iterable[Path | str],
+    owner: User,
+    *,
+    via: str = "folder",
+    deidentify_scope: str | None = None,
 ) -> list[IngestResult]:
     """Ingest files, zips and folders (a CD export with its DICOMDIR, say), walking folders.
 
     Symbolic links are reported and not followed. Results name each file by
-    its path from the folder given.
+    its path from the folder given. ``deidentify_scope``: as for :func:`ingest_file`.
     """
+    _check_scope(deidentify_scope)
     limits = current_limits()
     results: list[IngestResult] = []
     for path in map(Path, paths):
         if path.is_dir() and not path.is_symlink():
-            results.extend(_folder_results(path, owner.id, limits))
+            results.extend(_folder_results(path, owner.id, limits, deidentify_scope))
         else:
-            results.extend(_any_file_results(path, path.name, owner.id, limits))
+            results.extend(_any_file_results(path, path.name, owner.id, limits, deidentify_scope))
     record_ingest(results, owner, via)
     return results
 
@@ -125,6 +143,12 @@ def current_limits() -> IngestLimits:
     return IngestLimits.from_config(current_app.config)
 
 
+def _check_scope(scope: str | None) -> None:
+    """:raise ValueError: ``scope`` is given but cannot name a de-identification scope."""
+    if scope is not None:
+        DeidMapper(scope, None)
+
+
 def _rejected(source: str, reason: str) -> IngestResult:
     return IngestResult(source, IngestStatus.REJECTED, reason)
 
@@ -135,6 +159,7 @@ def _file_result(
     owner_id: int,
     limits: IngestLimits,
     expected_study_uid: str | None = None,
+    deidentify_scope: str | None = None,
 ) -> IngestResult:
     """Ingest one file from disk, refusing what is not a regular file or is too large."""
     try:
@@ -146,7 +171,15 @@ def _file_result(
     too_big = f"the file is larger than the {megabytes(limits.max_file_bytes)} limit"
     if info.st_size > limits.max_file_bytes:
         return _rejected(source, too_big)
-    upload = Upload(source, owner_id, limits, limits.max_file_bytes, too_big, expected_study_uid)
+    upload = Upload(
+        source,
+        owner_id,
+        limits,
+        limits.max_file_bytes,
+        too_big,
+        expected_study_uid,
+        deidentify_scope,
+    )
     try:
         stream = open(path, "rb")  # noqa: SIM115 - closed by the with below
     except OSError as exc:
@@ -156,14 +189,14 @@ def _file_result(
 
 
 def _any_file_results(
-    path: Path, source: str, owner_id: int, limits: IngestLimits
+    path: Path, source: str, owner_id: int, limits: IngestLimits, scope: str | None = None
 ) -> list[IngestResult]:
     """Ingest a file found on disk: a zip is opened, a symbolic link refused."""
     if path.is_symlink():
         return [_rejected(source, "a symbolic link; links are not followed")]
     if path.is_file() and _looks_like_zip(path):  # never open a FIFO or device
-        return _zip_results(path, source, owner_id, limits)
-    return [_file_result(path, source, owner_id, limits)]
+        return _zip_results(path, source, owner_id, limits, scope)
+    return [_file_result(path, source, owner_id, limits, deidentify_scope=scope)]
 
 
 def _looks_like_zip(path: Path) -> bool:
@@ -176,7 +209,9 @@ def _looks_like_zip(path: Path) -> bool:
     return head[128:132] != b"DICM" and head[:4] in _ZIP_MAGIC
 
 
-def _folder_results(root: Path, owner_id: int, limits: IngestLimits) -> list[IngestResult]:
+def _folder_results(
+    root: Path, owner_id: int, limits: IngestLimits, scope: str | None = None
+) -> list[IngestResult]:
     results: list[IngestResult] = []
 
     def unreadable(error: OSError) -> None:
@@ -190,12 +225,12 @@ def _folder_results(root: Path, owner_id: int, limits: IngestLimits) -> list[Ing
             path = Path(folder, name)
             source = path.relative_to(root.parent).as_posix()
             if not is_clutter(source):
-                results.extend(_any_file_results(path, source, owner_id, limits))
+                results.extend(_any_file_results(path, source, owner_id, limits, scope))
     return results
 
 
 def _zip_results(
-    path: Path, source: str, owner_id: int, limits: IngestLimits
+    path: Path, source: str, owner_id: int, limits: IngestLimits, scope: str | None = None
 ) -> list[IngestResult]:
     try:
         archive = zipfile.ZipFile(path)
@@ -206,11 +241,15 @@ def _zip_results(
             check_archive(archive, limits)
         except IngestRejected as exc:
             return [_rejected(source, str(exc))]
-        return _entry_results(archive, source, owner_id, limits)
+        return _entry_results(archive, source, owner_id, limits, scope)
 
 
 def _entry_results(
-    archive: zipfile.ZipFile, source: str, owner_id: int, limits: IngestLimits
+    archive: zipfile.ZipFile,
+    source: str,
+    owner_id: int,
+    limits: IngestLimits,
+    scope: str | None = None,
 ) -> list[IngestResult]:
     """Ingest each entry, counting real bytes against the archive's total budget."""
     budget = limits.zip_max_total_bytes
@@ -225,7 +264,9 @@ def _entry_results(
         if problem is not None:
             results.append(_rejected(name, problem))
             continue
-        result, expanded = ingest_entry(archive, entry, name, owner_id, limits, budget)
+        result, expanded = ingest_entry(
+            archive, entry, name, owner_id, limits, budget, deidentify_scope=scope
+        )
         results.append(result)
         budget -= expanded
     return results

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import enum
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import BinaryIO
 
 from sqlalchemy.exc import IntegrityError
 
+from portal.deid.files import deidentify_file
+from portal.deid.mapper import DeidMapper
 from portal.errors import StorageError
 from portal.extensions import db
 from portal.storage import get_storage
@@ -31,6 +33,10 @@ DUPLICATE = "already stored: same SOP Instance UID and identical content"
 CONFLICT = (
     "a different file with this SOP Instance UID is already stored;"
     " the first copy was kept and this one was not stored"
+)
+BURNED_IN_ANNOTATION = (
+    "de-identified, but the image may show patient details drawn into its pixels"
+    " (burned-in annotation), which de-identification does not remove"
 )
 
 
@@ -54,6 +60,7 @@ class IngestResult:
     sop_instance_uid: str | None = None
     series_instance_uid: str | None = None
     study_instance_uid: str | None = None
+    warning: str = ""  # stored, but something the uploader should know (BURNED_IN_ANNOTATION)
 
     @classmethod
     def about(
@@ -81,6 +88,7 @@ class Upload:
     max_bytes: int  # refuse the file once more than this many bytes were read
     too_big: str  # the reason given then
     expected_study_uid: str | None = None
+    deidentify_scope: str | None = None  # de-identify before storing, mapping within this scope
 
 
 def ingest_stream(stream: BinaryIO, upload: Upload) -> IngestResult:
@@ -114,8 +122,47 @@ def _ingest_spooled(spooled: SpooledFile, upload: Upload) -> IngestResult:
             IngestStatus.WRONG_STUDY,
             "the file belongs to another study than the one named",
         )
+    if upload.deidentify_scope is not None:
+        return _ingest_deidentified(spooled, upload)
     known = _known_result(header, spooled, source, owner_id)
     return known if known is not None else _store(spooled, header, source, owner_id)
+
+
+def _ingest_deidentified(spooled: SpooledFile, upload: Upload) -> IngestResult:
+    """Store a de-identified copy of the checked file instead of it; commit its mapping first.
+
+    Only the copy is hashed, stored and indexed, so no original identifier
+    reaches the blob store or the index; deduplication sees the new UIDs.
+    """
+    assert upload.deidentify_scope is not None
+    mapper = DeidMapper(upload.deidentify_scope, upload.owner_id)
+    limits = upload.limits
+    try:
+        copy = deidentify_file(spooled.path, mapper, limits.spool_dir, limits.max_deid_bytes)
+    except IngestRejected as exc:
+        db.session.rollback()
+        return IngestResult(upload.source, IngestStatus.REJECTED, str(exc))
+    except BaseException:
+        db.session.rollback()
+        raise
+    db.session.commit()  # the mapping is durable before any blob or row refers to it
+    try:
+        result = _ingest_copy(copy.spooled, upload)
+    finally:
+        copy.spooled.path.unlink(missing_ok=True)
+    return replace(result, warning=BURNED_IN_ANNOTATION) if copy.burned_in_annotation else result
+
+
+def _ingest_copy(spooled: SpooledFile, upload: Upload) -> IngestResult:
+    try:
+        header = read_header(spooled.path, upload.limits)
+    except (IngestRejected, IngestSkipped) as exc:
+        reason = f"the de-identified copy is unreadable: {exc}"
+        return IngestResult(upload.source, IngestStatus.REJECTED, reason)
+    known = _known_result(header, spooled, upload.source, upload.owner_id)
+    if known is not None:
+        return known
+    return _store(spooled, header, upload.source, upload.owner_id)
 
 
 def _known_result(

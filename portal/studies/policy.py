@@ -33,6 +33,7 @@ class IngestLimits:
     zip_max_members: int
     zip_max_total_bytes: int
     spool_dir: Path
+    max_deid_bytes: int = 1024 * MB  # larger files are not de-identified
 
     @classmethod
     def from_config(cls, config: Mapping) -> IngestLimits:
@@ -46,6 +47,7 @@ class IngestLimits:
             zip_max_members=config["INGEST_ZIP_MAX_MEMBERS"],
             zip_max_total_bytes=config["INGEST_ZIP_MAX_TOTAL_MB"] * MB,
             spool_dir=spool_dir,
+            max_deid_bytes=config.get("INGEST_MAX_DEID_MB", 1024) * MB,
         )
 
 

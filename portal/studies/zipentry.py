@@ -50,10 +50,13 @@ def ingest_entry(
     owner_id: int,
     limits: IngestLimits,
     budget: int,
+    *,
+    deidentify_scope: str | None = None,
 ) -> tuple[IngestResult, int]:
     """Ingest one entry; return its result and how many bytes it really expanded to.
 
     :param budget: bytes the archive may still expand to before it is over its cap.
+    :param deidentify_scope: de-identify the entry first (see :class:`Upload`).
     """
     if budget < limits.max_file_bytes:
         cap = budget
@@ -70,5 +73,6 @@ def ingest_entry(
         return IngestResult(source, IngestStatus.REJECTED, f"the zip entry is damaged ({exc})"), 0
     with stream:
         reader = CountingReader(stream)
-        result = ingest_stream(reader, Upload(source, owner_id, limits, cap, too_big))
+        upload = Upload(source, owner_id, limits, cap, too_big, None, deidentify_scope)
+        result = ingest_stream(reader, upload)
     return result, reader.count
