@@ -63,19 +63,22 @@ def _register_blueprints(app: Flask) -> None:
     from portal.dicomweb.blueprint import bp as dicomweb_bp
     from portal.health import bp as health_bp
     from portal.home import bp as home_bp
+    from portal.studies.upload_views import bp as uploads_bp
 
     for blueprint in (home_bp, auth_bp, account_bp, admin_bp, health_bp, dicomweb_bp):
         app.register_blueprint(blueprint)
+    app.register_blueprint(uploads_bp)
 
 
 def _register_commands(app: Flask) -> None:
     from portal.audit.cli import audit_cli
     from portal.auth.cli import users_cli
     from portal.demo import demo_command
+    from portal.dimse.cli import dicom_cli
     from portal.notifications.cli import dispatch_command
     from portal.storage.cli import storage_cli
     from portal.studies.cli import verify_command
 
     storage_cli.add_command(verify_command)
-    for command in (users_cli, audit_cli, dispatch_command, demo_command, storage_cli):
+    for command in (users_cli, audit_cli, dispatch_command, demo_command, storage_cli, dicom_cli):
         app.cli.add_command(command)

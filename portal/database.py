@@ -58,6 +58,8 @@ def init_app(app: Flask) -> None:
     """Set engine options that suit the configured database."""
     uri = app.config["SQLALCHEMY_DATABASE_URI"]
     options = app.config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", {})
+    # Bound values (patient names, say) stay out of error messages and so out of logs.
+    options.setdefault("hide_parameters", True)
     if uri.startswith("sqlite"):
         options.setdefault("connect_args", {"timeout": 30, "check_same_thread": False})
     else:

@@ -3,6 +3,7 @@
 set -euo pipefail
 missing=()
 [ -x /usr/bin/chromium ] || missing+=(chromium)
+[ -x /usr/bin/storescu ] || missing+=(dcmtk)
 [ ${#missing[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" -ne 0 ]; then
   echo "The tests need: ${missing[*]}. Install them with: sudo apt-get install ${missing[*]}" >&2
