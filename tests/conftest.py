@@ -114,6 +114,14 @@ def app(make_app, request):
 
 
 @pytest.fixture
+def live_url(app):
+    """Serve the test's app over real HTTP on loopback; links in messages point at it."""
+    with harness.live_server(app) as url:
+        app.config["BASE_URL"] = url
+        yield url
+
+
+@pytest.fixture
 def client(app):
     return app.test_client()
 

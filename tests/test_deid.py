@@ -113,11 +113,6 @@ SAMPLES = {
 
 
 @pytest.fixture
-def app(make_app, request, tmp_path):
-    return make_app(getattr(request, "param", "sqlite"), SPOOL_DIR=str(tmp_path / "spool"))
-
-
-@pytest.fixture
 def owner(create_user):
     return create_user("patient")
 

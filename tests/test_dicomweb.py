@@ -14,7 +14,6 @@ from pydicom.data import get_testdata_file
 from portal.auth import api_tokens
 from portal.auth.models import User
 from portal.extensions import db
-from tests import harness
 
 CT = get_testdata_file("CT_small.dcm")
 MR = get_testdata_file("MR_small.dcm")
@@ -22,10 +21,8 @@ MULTIFRAME = get_testdata_file("SC_rgb_rle_2frame.dcm")  # RLE, decoded by the s
 
 
 @pytest.fixture
-def server(app):
-    with harness.live_server(app) as url:
-        app.config["BASE_URL"] = url
-        yield url
+def server(live_url):
+    return live_url
 
 
 @pytest.fixture

@@ -75,12 +75,6 @@ def _relative(path: str) -> str:
 
 
 @pytest.fixture
-def app(make_app, request, tmp_path):
-    """The conftest app, with its spool folder inside the test's temporary folder."""
-    return make_app(getattr(request, "param", "sqlite"), SPOOL_DIR=str(tmp_path / "spool"))
-
-
-@pytest.fixture
 def owner(create_user):
     return create_user("patient")
 

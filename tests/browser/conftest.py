@@ -7,8 +7,6 @@ from pathlib import Path
 
 import pytest
 
-from tests import harness
-
 CHROMIUM = os.environ.get("OVERREAD_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
     "--no-sandbox",
@@ -38,14 +36,6 @@ def browser():
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         yield browser
         browser.close()
-
-
-@pytest.fixture
-def live_url(app):
-    """Serve the test's app over real HTTP; links in messages point at it."""
-    with harness.live_server(app) as url:
-        app.config["BASE_URL"] = url
-        yield url
 
 
 @pytest.fixture
