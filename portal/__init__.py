@@ -65,9 +65,9 @@ def _register_blueprints(app: Flask) -> None:
     from portal.home import bp as home_bp
     from portal.studies.upload_views import bp as uploads_bp
 
-    for blueprint in (home_bp, auth_bp, account_bp, admin_bp, health_bp, dicomweb_bp):
+    blueprints = (home_bp, auth_bp, account_bp, admin_bp, health_bp, dicomweb_bp, uploads_bp)
+    for blueprint in blueprints:
         app.register_blueprint(blueprint)
-    app.register_blueprint(uploads_bp)
 
 
 def _register_commands(app: Flask) -> None:

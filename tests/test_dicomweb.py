@@ -11,9 +11,11 @@ from dicomweb_client.api import DICOMwebClient
 from pydicom import dcmread
 from pydicom.data import get_testdata_file
 
-from portal.auth import api_tokens
+from portal.auth import api_tokens, operations
 from portal.auth.models import User
+from portal.dicomweb import stow
 from portal.extensions import db
+from tests import harness
 
 CT = get_testdata_file("CT_small.dcm")
 MR = get_testdata_file("MR_small.dcm")
@@ -217,3 +219,42 @@ def test_stow_refuses_a_body_that_is_not_multipart(server, token_for, owner):
     )
     assert response.status_code == 400
     assert "multipart/related" in response.json()["message"]
+
+
+def test_frames_and_instances_come_back_from_s3_storage(make_app, s3_server, create_user):
+    app = make_app(
+        STORAGE_URL=f"s3://{s3_server.create_bucket()}/blobs", S3_ENDPOINT_URL=s3_server.endpoint
+    )
+    with app.app_context():
+        owner = operations.create_user("s3@example.org", "S3", "physician", "long password 1")
+        raw = api_tokens.issue_api_token(owner)
+        db.session.commit()
+    with harness.live_server(app) as url:
+        app.config["BASE_URL"] = url
+        client = DICOMwebClient(url=f"{url}/dicomweb", headers={"Authorization": f"Bearer {raw}"})
+        mf = dcmread(MULTIFRAME)
+        client.store_instances([mf])
+        frames = client.retrieve_instance_frames(
+            mf.StudyInstanceUID, mf.SeriesInstanceUID, mf.SOPInstanceUID, frame_numbers=[2]
+        )
+        assert frames == [mf.pixel_array[1].tobytes()]
+        [back] = client.retrieve_study(mf.StudyInstanceUID)
+        assert back.PixelData == mf.PixelData
+
+
+def test_stow_parts_are_spooled_under_the_spool_folder_and_cleaned_up(
+    app, server, token_for, owner, monkeypatch
+):
+    seen = []
+    real_ingest = stow.ingest_file
+
+    def spy(path, *args, **kwargs):
+        seen.append(Path(path))
+        return real_ingest(path, *args, **kwargs)
+
+    monkeypatch.setattr(stow, "ingest_file", spy)
+    response = _post_parts(server, token_for(owner), [("application/dicom", Path(CT).read_bytes())])
+    assert response.status_code == 200
+    spool = Path(app.config["SPOOL_DIR"])
+    assert [p.is_relative_to(spool) for p in seen] == [True]
+    assert not seen[0].exists()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from sqlalchemy import select
 
 from portal import clock
@@ -11,7 +13,8 @@ from portal.errors import NotFound
 from portal.extensions import db
 from portal.opaque import hash_token, new_token
 
-TOKEN_PREFIX = "ovr_"  # noqa: S105 (a label, not a secret)
+TOKEN_PREFIX = "ovr_"  # noqa: S105 - a label, not a secret
+LAST_USED_RESOLUTION = timedelta(minutes=1)
 
 
 def issue_api_token(user: User, name: str = "API token") -> str:
@@ -43,5 +46,7 @@ def user_for_api_token(raw: str) -> User | None:
     ).first()
     if token is None or token.revoked_at is not None or not token.user.active:
         return None
-    token.last_used_at = clock.now()
+    now = clock.now()
+    if token.last_used_at is None or now - token.last_used_at > LAST_USED_RESOLUTION:
+        token.last_used_at = now  # a write per minute at most, not one per API call
     return token.user

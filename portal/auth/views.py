@@ -17,6 +17,7 @@ from flask import (
 from flask_login import current_user, login_required
 
 from portal import clock
+from portal.audit.operations import record
 from portal.auth import account_links, operations, totp
 from portal.auth.forms import (
     AcceptInviteForm,
@@ -160,8 +161,6 @@ def enrol_totp():
 @bp.post("/logout")
 @login_required
 def logout():
-    from portal.audit.operations import record
-
     record("logout", current_user, target=f"user:{current_user.id}")
     db.session.commit()
     end_session()

@@ -31,6 +31,7 @@ def authenticate_bearer():
         response.status_code = 401
         response.headers["WWW-Authenticate"] = 'Bearer realm="overread"'
         return response
-    db.session.commit()  # keep last_used_at
+    if db.session.dirty:
+        db.session.commit()  # keep last_used_at
     g.api_user = user
     return None

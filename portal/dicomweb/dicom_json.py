@@ -36,6 +36,18 @@ def merge(*parts: dict) -> dict:
     return result
 
 
+def retrieve_url(
+    base_url: str, study_uid: str, series_uid: str | None = None, sop_uid: str | None = None
+) -> str:
+    """Return the WADO-RS URL of a study, a series or an instance."""
+    url = f"{base_url}/studies/{study_uid}"
+    if series_uid:
+        url += f"/series/{series_uid}"
+    if sop_uid:
+        url += f"/instances/{sop_uid}"
+    return url
+
+
 def study_attributes(study: Study, base_url: str, series_count: int, instance_count: int) -> dict:
     patient = study.patient
     return merge(
@@ -52,7 +64,7 @@ def study_attributes(study: Study, base_url: str, series_count: int, instance_co
         attribute("PatientSex", patient.sex),
         attribute("NumberOfStudyRelatedSeries", series_count),
         attribute("NumberOfStudyRelatedInstances", instance_count),
-        attribute("RetrieveURL", f"{base_url}/studies/{study.study_instance_uid}"),
+        attribute("RetrieveURL", retrieve_url(base_url, study.study_instance_uid)),
     )
 
 
@@ -66,19 +78,14 @@ def series_attributes(series: Series, base_url: str, instance_count: int) -> dic
         attribute("SeriesDescription", series.description),
         attribute("SeriesNumber", series.series_number),
         attribute("NumberOfSeriesRelatedInstances", instance_count),
-        attribute(
-            "RetrieveURL", f"{base_url}/studies/{study_uid}/series/{series.series_instance_uid}"
-        ),
+        attribute("RetrieveURL", retrieve_url(base_url, study_uid, series.series_instance_uid)),
     )
 
 
 def instance_attributes(instance: Instance, base_url: str) -> dict:
     series = instance.series
     study_uid = series.study.study_instance_uid
-    url = (
-        f"{base_url}/studies/{study_uid}/series/{series.series_instance_uid}"
-        f"/instances/{instance.sop_instance_uid}"
-    )
+    url = retrieve_url(base_url, study_uid, series.series_instance_uid, instance.sop_instance_uid)
     return merge(
         attribute("StudyInstanceUID", study_uid),
         attribute("SeriesInstanceUID", series.series_instance_uid),

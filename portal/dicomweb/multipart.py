@@ -67,6 +67,12 @@ class _Spooler:
         self._file.close()
         self._file = None
 
+    def finish(self) -> None:
+        """:raise InvalidInput: the body ended inside a part."""
+        if self._file is not None:
+            self._file.close()
+            raise InvalidInput("the multipart body ended in the middle of a part")
+
 
 def boundary_of(content_type: str) -> str:
     """:raise InvalidInput: not multipart/related with a boundary."""
@@ -78,9 +84,12 @@ def boundary_of(content_type: str) -> str:
     return options["boundary"]
 
 
-def spool_parts(stream: BinaryIO, boundary: str, max_part_bytes: int) -> Iterator[Part]:
-    """Parse ``stream`` and yield its parts, each stored in a temporary file."""
-    with tempfile.TemporaryDirectory(prefix="overread-stow-") as folder:
+def spool_parts(
+    stream: BinaryIO, boundary: str, max_part_bytes: int, spool_dir: Path
+) -> Iterator[Part]:
+    """Parse ``stream`` and yield its parts, each stored in a file under ``spool_dir``."""
+    spool_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="stow-", dir=spool_dir) as folder:
         spooler = _Spooler(Path(folder), max_part_bytes)
         parser = MultipartParser(
             boundary,
@@ -100,7 +109,5 @@ def spool_parts(stream: BinaryIO, boundary: str, max_part_bytes: int) -> Iterato
         while chunk := stream.read(READ_CHUNK):
             parser.write(chunk)
         parser.finalize()
-        if spooler._file is not None:
-            spooler._file.close()
-            raise InvalidInput("the multipart body ended in the middle of a part")
+        spooler.finish()
         yield from spooler.parts

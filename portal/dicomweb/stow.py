@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from flask import Response, current_app, g, json, request
 
 from portal.dicomweb.blueprint import bp
-from portal.dicomweb.dicom_json import attribute, merge
+from portal.dicomweb.dicom_json import attribute, merge, retrieve_url
 from portal.dicomweb.multipart import boundary_of, spool_parts
 from portal.dicomweb.qido import base_url
 from portal.studies.ingest import IngestResult, IngestStatus, ingest_file, record_ingest
@@ -28,12 +30,14 @@ def store_instances(study_uid: str | None = None):
     request.max_content_length = config["STOW_MAX_REQUEST_MB"] * 1024 * 1024
     boundary = boundary_of(request.headers.get("Content-Type", ""))
     stored, failed, results = [], [], []
-    for part in spool_parts(request.stream, boundary, config["INGEST_MAX_FILE_MB"] * 2**20):
+    max_part = config["INGEST_MAX_FILE_MB"] * 2**20
+    spool_dir = Path(config["SPOOL_DIR"])
+    for part in spool_parts(request.stream, boundary, max_part, spool_dir):
         outcome, result = _store_part(part, study_uid)
         (failed if "00081197" in outcome else stored).append(outcome)
         results.append(result)
     record_ingest([r for r in results if r is not None], g.api_user, "stow")
-    body = merge(attribute("RetrieveURL", f"{base_url()}/studies/{study_uid}") if study_uid else {})
+    body = attribute("RetrieveURL", retrieve_url(base_url(), study_uid)) if study_uid else {}
     if stored:
         body["00081199"] = {"vr": "SQ", "Value": stored}
     if failed:
@@ -61,9 +65,8 @@ def _store_part(part, study_uid: str | None) -> tuple[dict, IngestResult | None]
 
 
 def _reference(result) -> dict:
-    url = (
-        f"{base_url()}/studies/{result.study_instance_uid}/series/"
-        f"{result.series_instance_uid}/instances/{result.sop_instance_uid}"
+    url = retrieve_url(
+        base_url(), result.study_instance_uid, result.series_instance_uid, result.sop_instance_uid
     )
     return merge(
         attribute("ReferencedSOPClassUID", result.sop_class_uid),

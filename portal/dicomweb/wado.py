@@ -6,14 +6,17 @@ import secrets
 import shutil
 import tempfile
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from typing import BinaryIO
 
-from flask import Response, abort, g, json, request, stream_with_context
+from flask import Response, abort, current_app, g, json, request, stream_with_context
 from pydicom import dcmread
 from pydicom.pixels import pixel_array
 from sqlalchemy import select
 
 from portal.audit.operations import record
 from portal.dicomweb.blueprint import bp
+from portal.dicomweb.dicom_json import retrieve_url
 from portal.dicomweb.qido import base_url
 from portal.dicomweb.queries import get_study
 from portal.errors import InvalidInput, NotFound
@@ -140,9 +143,11 @@ def _instance_metadata(key: str, url: str, has_pixels: bool) -> dict:
 
 def _instance_url(instance: Instance) -> str:
     series = instance.series
-    return (
-        f"{base_url()}/studies/{series.study.study_instance_uid}/series/"
-        f"{series.series_instance_uid}/instances/{instance.sop_instance_uid}"
+    return retrieve_url(
+        base_url(),
+        series.study.study_instance_uid,
+        series.series_instance_uid,
+        instance.sop_instance_uid,
     )
 
 
@@ -159,12 +164,22 @@ def retrieve_frames(study_uid: str, series_uid: str, sop_uid: str, frame_list: s
         frames=len(frames),
     )
     db.session.commit()
-    with tempfile.TemporaryFile() as spool:
-        with get_storage().open(key) as stream:
-            shutil.copyfileobj(stream, spool, CHUNK)
-        payloads = [_frame_bytes(spool, number) for number in frames]
+    with _seekable(key) as blob:
+        payloads = [_frame_bytes(blob, number) for number in frames]
     parts = (("application/octet-stream", iter([payload])) for payload in payloads)
     return _multipart(parts, "application/octet-stream")
+
+
+@contextmanager
+def _seekable(key: str) -> Iterator[BinaryIO]:
+    """Open a blob for random access: a local file as it is, an S3 object via a spool."""
+    with get_storage().open(key) as stream:
+        if stream.seekable():
+            yield stream
+            return
+        with tempfile.TemporaryFile(dir=current_app.config["SPOOL_DIR"]) as spool:
+            shutil.copyfileobj(stream, spool, CHUNK)
+            yield spool
 
 
 def _parse_frame_list(frame_list: str, count: int) -> list[int]:
