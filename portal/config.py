@@ -46,6 +46,18 @@ def _check_url(name: str, value: str, schemes: tuple[str, ...]) -> str:
     return value
 
 
+def _sla_minutes() -> dict[str, timedelta]:
+    """Return the SLA of each urgency (defaults: STAT 1 h, urgent 4 h, routine 48 h)."""
+    defaults = {"stat": 60, "urgent": 240, "routine": 48 * 60}
+    windows = {}
+    for urgency, default in defaults.items():
+        minutes = _int_env(f"SLA_{urgency.upper()}_MINUTES", default)
+        if minutes == 0:
+            raise ConfigError(f"{PREFIX}SLA_{urgency.upper()}_MINUTES must be at least 1")
+        windows[urgency] = timedelta(minutes=minutes)
+    return windows
+
+
 def _check_database_url(value: str) -> str:
     _check_url("DATABASE_URL", value, ("sqlite", "postgresql", "postgres"))
     try:
@@ -136,6 +148,10 @@ def load_config(instance_path: str, overrides: dict | None = None) -> dict:
         "ARGON2_TIME_COST": _int_env("ARGON2_TIME_COST", 3),
         "ARGON2_MEMORY_KIB": _int_env("ARGON2_MEMORY_KIB", 65536),
         "WTF_CSRF_TIME_LIMIT": None,
+        "SLA_MINUTES": _sla_minutes(),
+        "SLA_AT_RISK_PERCENT": _int_env("SLA_AT_RISK_PERCENT", 25, maximum=100),
+        "ATTACHMENT_MAX_MB": _int_env("ATTACHMENT_MAX_MB", 20),
+        "SHARE_DAYS": _int_env("SHARE_DAYS", 14),
         "SPOOL_DIR": _env("SPOOL_DIR") or str(instance / "spool"),
         "INGEST_MAX_FILE_MB": _int_env("INGEST_MAX_FILE_MB", 1024),
         "STOW_MAX_REQUEST_MB": _int_env("STOW_MAX_REQUEST_MB", 8192),

@@ -6,9 +6,10 @@ import re
 from dataclasses import dataclass, field
 from datetime import date
 
-from sqlalchemy import Select, literal, or_, select
+from sqlalchemy import Select, literal, or_
 
-from portal.auth.models import Role, User
+from portal.auth.models import User
+from portal.cases.access import visible_studies
 from portal.errors import InvalidInput, NotFound
 from portal.extensions import db
 from portal.studies.models import Instance, Patient, Series, Study
@@ -31,14 +32,6 @@ _KEYWORD_FOR_TAG = {
     "00200013": "InstanceNumber",
     "00080090": "ReferringPhysicianName",
 }
-
-
-def visible_studies(user: User) -> Select:
-    """Studies ``user`` may see: their own uploads; admins see all."""
-    query = select(Study)
-    if user.role != Role.ADMIN:
-        query = query.where(Study.owner_id == user.id)
-    return query
 
 
 def get_study(user: User, study_uid: str) -> Study:

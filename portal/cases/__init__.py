@@ -1,0 +1,1 @@
+"""Second-opinion cases: the request, its state machine, SLA clock and timeline."""

@@ -1,0 +1,1 @@
+"""Reports, addenda and overreads: drafted, signed once, never changed after."""
