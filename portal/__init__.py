@@ -59,13 +59,27 @@ def _register_blueprints(app: Flask) -> None:
     from portal.admin.views import bp as admin_bp
     from portal.auth.account_views import bp as account_bp
     from portal.auth.views import bp as auth_bp
+    from portal.cases.views import bp as cases_bp
     from portal.dicomweb import qido, stow, wado  # noqa: F401 - their routes join the blueprint
     from portal.dicomweb.blueprint import bp as dicomweb_bp
     from portal.health import bp as health_bp
     from portal.home import bp as home_bp
+    from portal.reports.views import bp as reports_bp
+    from portal.shares.views import bp as shares_bp
     from portal.studies.upload_views import bp as uploads_bp
 
-    blueprints = (home_bp, auth_bp, account_bp, admin_bp, health_bp, dicomweb_bp, uploads_bp)
+    blueprints = (
+        home_bp,
+        auth_bp,
+        account_bp,
+        admin_bp,
+        health_bp,
+        dicomweb_bp,
+        uploads_bp,
+        cases_bp,
+        reports_bp,
+        shares_bp,
+    )
     for blueprint in blueprints:
         app.register_blueprint(blueprint)
 
