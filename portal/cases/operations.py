@@ -60,6 +60,8 @@ class CaseRequest:
     sms_opt_in: bool = False
     consent_text: str | None = None
     attachments: list[CaseAttachment] = field(default_factory=list)
+    #: ``{study id: de-identified copy id}``, from ``reading_copies.make_reading_copies``
+    reading_copies: dict[int, int] = field(default_factory=dict)
 
 
 def new_case_number() -> str:
@@ -100,7 +102,12 @@ def submit_case(requester: User, request: CaseRequest, number: str | None = None
         **_request_fields(requester, request),
     )
     case.requester = requester
-    case.studies = [CaseStudy(study=study) for study in studies]
+    if request.deidentify and set(request.reading_copies) != {study.id for study in studies}:
+        raise InvalidInput("De-identified reading needs a de-identified copy of every study.")
+    case.studies = [
+        CaseStudy(study=study, reading_study_id=request.reading_copies.get(study.id))
+        for study in studies
+    ]
     case.attachments = list(request.attachments)
     db.session.add(case)
     db.session.flush()
