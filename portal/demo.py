@@ -5,10 +5,19 @@ from __future__ import annotations
 import click
 from flask import current_app
 from flask.cli import with_appcontext
+from pydicom.data import get_testdata_file
+from sqlalchemy import select
 
 from portal.auth import operations
 from portal.auth.models import Role
+from portal.cases.models import Case
+from portal.cases.operations import CaseRequest, offer_case, submit_case
+from portal.cases.states import Subspecialty, Urgency
 from portal.extensions import db
+from portal.studies.ingest import ingest_file
+from portal.studies.models import Study
+
+CONSENT_TEXT = "Demo consent: I agree that Overread shares my images and history with the reader."
 
 DEMO_ACCOUNTS = (
     ("patient@demo.example.org", "Pat Demo", Role.PATIENT, "demo-patient-pass"),
@@ -28,6 +37,35 @@ def demo_command() -> None:
         if operations.find_user(email) is None:
             operations.create_user(email, name, role, password)
     db.session.commit()
+    number = _sample_case()
+    if number:
+        click.echo(f"Sample case {number}: the demo patient's CT, offered to the demo radiologist.")
     click.echo("Demo logins (radiologist and admin enrol an authenticator app at first sign-in):")
     for email, _, role, password in DEMO_ACCOUNTS:
         click.echo(f"  {role.value:<12} {email:<34} {password}")
+
+
+def _sample_case() -> str | None:
+    """Submit the demo patient's sample CT (pydicom's ``CT_small.dcm``) once; offer it."""
+    patient = operations.find_user(DEMO_ACCOUNTS[0][0])
+    if db.session.scalar(select(Case.id).where(Case.requester_id == patient.id)) is not None:
+        return None
+    result = ingest_file(get_testdata_file("CT_small.dcm"), patient, via="demo")
+    study_id = db.session.scalar(
+        select(Study.id).where(Study.study_instance_uid == result.study_instance_uid)
+    )
+    if study_id is None:
+        return None
+    request = CaseRequest(
+        clinical_question="Sample case: is the CT normal?",
+        urgency=Urgency.ROUTINE,
+        study_ids=[study_id],
+        subspecialty=Subspecialty.BODY,
+        history="Demo data from pydicom's test files.",
+        consent_text=CONSENT_TEXT,
+    )
+    case = submit_case(patient, request)
+    radiologist = operations.find_user(DEMO_ACCOUNTS[2][0])
+    offer_case(case.id, [radiologist], None)
+    db.session.commit()
+    return case.number

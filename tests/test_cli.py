@@ -16,6 +16,7 @@ from sqlalchemy import select
 from portal import ROOT
 from portal.auth.api_tokens import user_for_api_token
 from portal.auth.models import ApiToken, User
+from portal.cases.models import Case
 from portal.demo import DEMO_ACCOUNTS
 from portal.extensions import db
 from tests.conftest import PASSWORD, csrf_token
@@ -128,14 +129,20 @@ def test_real_flask_command_creates_a_user_and_a_token(tmp_path):
 
 # --- flask demo -----------------------------------------------------------------
 def test_demo_prints_logins_and_is_idempotent(app, runner, client):
+    outputs = []
     for _ in range(2):
         result = runner.invoke(args=["demo"])
         assert result.exit_code == 0, result.output
+        outputs.append(result.output)
         for email, _, role, password in DEMO_ACCOUNTS:
             assert f"{role.value}" in result.output
             assert email in result.output and password in result.output
     with app.app_context():
         assert len(db.session.scalars(select(User)).all()) == 4
+        (case,) = db.session.scalars(select(Case)).all()  # one sample case, made once
+        assert case.state == "offered" and case.studies
+        assert f"Sample case {case.number}" in outputs[0]
+        assert "Sample case" not in outputs[1]
     email, _, _, password = DEMO_ACCOUNTS[0]
     assert sign_in(client, email, password) == 302  # the printed login works on the form
 
