@@ -54,14 +54,17 @@ from portal import create_app
 from portal.audit.models import AuditEvent
 from portal.auth import operations
 from portal.auth.models import User
+from portal.cases import operations as case_operations
+from portal.cases.models import Case
+from portal.cases.reading_copies import make_reading_copies
 from portal.dimse import nodes
 from portal.dimse.contexts import STORAGE_TRANSFER_SYNTAXES
 from portal.dimse.listener import DicomListener, disable_nagle
 from portal.dimse.models import RemoteNode
 from portal.extensions import db
 from portal.storage import get_storage
-from portal.studies.models import Instance
-from tests import harness
+from portal.studies.models import Instance, Study
+from tests import case_support, harness
 from tests.conftest import base_config
 from tests.ingest_support import STUDY_UID, clear_index, index_counts, stored_keys, write_dicom
 
@@ -589,3 +592,60 @@ def test_concurrent_associations_of_one_study(running, tmp_path):
     assert statuses == [0] * 8
     with running.app.app_context():
         assert index_counts() == {"patients": 1, "studies": 1, "series": 2, "instances": 8}
+
+
+# --- pushing to a case ----------------------------------------------------------------
+@pytest.mark.parametrize("deidentify", [False, True], ids=["identified", "de-identified"])
+def test_a_node_registered_for_a_case_attaches_what_it_pushes(app, runner, create_user, deidentify):
+    physician = create_user("physician", email="referrer@example.org")
+    with app.app_context():
+        owner = db.session.merge(physician)
+        study_id = case_support.ingest_sample(owner, "CT_small.dcm")
+        number = case_operations.new_case_number()
+        study = db.session.get(Study, study_id)
+        copies = make_reading_copies([study], owner, number) if deidentify else {}
+        case = case_operations.submit_case(
+            owner,
+            case_operations.CaseRequest(
+                "Compare with the outside MR?",
+                "routine",
+                [study_id],
+                subject_name="Jane Roe",
+                deidentify=deidentify,
+                reading_copies=copies,
+            ),
+            number=number,
+        )
+        db.session.commit()
+        case_id = case.id
+    added = runner.invoke(
+        args=["dicom", "nodes", "add", "WARD MR", "--user", physician.email, "--case", number]
+    )
+    assert added.exit_code == 0 and f"case {number}" in added.output
+    assert f"case {number}" in runner.invoke(args=["dicom", "nodes", "list"]).output
+
+    mr = Path(get_testdata_file("MR_small.dcm"))
+    with listening(app) as port, association(port, [mr], calling="WARD MR") as assoc:
+        assert assoc.send_c_store(mr).Status == 0
+    assert audit_events(app, "case.studies_attached", wait_for=1)
+    with app.app_context():
+        links = db.session.get(Case, case_id).studies
+        assert len(links) == 2
+        pushed = next(link for link in links if link.study_id != study_id)
+        assert pushed.study.study_instance_uid == dcmread(mr).StudyInstanceUID
+        if deidentify:
+            copy = pushed.reading_study
+            assert copy is not None and copy.study_instance_uid != pushed.study.study_instance_uid
+            assert copy.patient.name != pushed.study.patient.name
+        else:
+            assert pushed.reading_study_id is None
+
+
+def test_nodes_add_refuses_a_case_of_another_account(app, runner, create_user):
+    patient = create_user("patient")
+    physician = create_user("physician", email="other@example.org")
+    case = case_support.submit(app, patient)
+    result = runner.invoke(
+        args=["dicom", "nodes", "add", "SNOOP", "--user", physician.email, "--case", case.number]
+    )
+    assert result.exit_code != 0 and "has no case" in result.output

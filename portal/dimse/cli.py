@@ -79,15 +79,17 @@ def _wait_for_stop_signal() -> int:
 @nodes_cli.command("add")
 @click.argument("ae_title", callback=_ae_title)
 @click.option("--user", "email", required=True, help="The account pushed studies belong to.")
+@click.option("--case", "case_number", help="Also attach what it sends to this case of the user's.")
 @click.option("--description", default="", help="Where the node is, what it is.")
-def add_command(ae_title: str, email: str, description: str) -> None:
-    """Let AE_TITLE push studies, ingested for the account --user."""
+def add_command(ae_title: str, email: str, case_number: str | None, description: str) -> None:
+    """Let AE_TITLE push studies, ingested for the account --user (and its case --case)."""
     try:
-        node = nodes.add_node(ae_title, email, description)
+        node = nodes.add_node(ae_title, email, description, case_number=case_number)
     except OverreadError as exc:
         raise click.ClickException(str(exc)) from exc
     db.session.commit()
-    click.echo(f"added {node.ae_title}: pushes go to {node.owner.email}")
+    to_case = f", case {node.case.number}" if node.case is not None else ""
+    click.echo(f"added {node.ae_title}: pushes go to {node.owner.email}{to_case}")
 
 
 @nodes_cli.command("list")
@@ -95,7 +97,8 @@ def list_command() -> None:
     """List the registered nodes."""
     for node in nodes.list_nodes():
         state = "active" if node.active else "inactive"
-        line = f"{node.ae_title:<16}  {node.owner.email}  {state}"
+        case = f"case {node.case.number}" if node.case is not None else ""
+        line = f"{node.ae_title:<16}  {node.owner.email}  {state}  {case}".rstrip()
         click.echo(f"{line}  {node.description}".rstrip())
 
 

@@ -27,8 +27,9 @@ from sqlalchemy.exc import SQLAlchemyError, StatementError
 
 from portal.audit.operations import record_now
 from portal.auth.models import User
+from portal.cases.attach import attach_studies
 from portal.dimse.contexts import supported_contexts
-from portal.dimse.nodes import pushing_owner
+from portal.dimse.nodes import pushing_node
 from portal.dimse.statuses import (
     NOT_AUTHORIZED,
     OUT_OF_RESOURCES,
@@ -38,7 +39,7 @@ from portal.dimse.statuses import (
 )
 from portal.errors import StorageError
 from portal.extensions import db
-from portal.studies.ingest import IngestResult, ingest_file, record_ingest
+from portal.studies.ingest import IngestResult, IngestStatus, ingest_file, record_ingest
 
 logger = logging.getLogger(__name__)
 
@@ -56,6 +57,7 @@ class Push:
 
     ae_title: str
     owner_id: int
+    case_id: int | None = None
     results: list[IngestResult] = field(default_factory=list)
 
 
@@ -126,8 +128,9 @@ class DicomListener:
         peer = event.assoc.requestor.address
         with self.app.app_context():
             try:
-                owner = pushing_owner(title)
-                if owner is None:
+                node = pushing_node(title)
+                push = Push(title, node.owner_id, node.case_id) if node is not None else None
+                if node is None:
                     record_now("dimse.refused", target=f"ae_title:{title}", peer=peer)
             except Exception:  # a worker entry point: refuse for now, keep listening
                 logger.exception("association from %s: checking the caller failed", peer)
@@ -135,12 +138,12 @@ class DicomListener:
                 return
             finally:
                 db.session.remove()
-        if owner is None:
+        if push is None:
             logger.warning("refused association from unregistered AE title %r (%s)", title, peer)
             _reject(event.assoc, REJECTED_PERMANENT, CALLING_AE_NOT_RECOGNISED)
             return
         with self._lock:
-            self._pushes[event.assoc] = Push(title, owner.id)
+            self._pushes[event.assoc] = push
 
     def _store(self, event: evt.Event) -> Dataset:
         """``EVT_C_STORE``: ingest the received file for the node's owner; answer a status."""
@@ -180,11 +183,20 @@ class DicomListener:
         logger.info("association from %s ended: %s", push.ae_title, dict(sorted(counts.items())))
         with self.app.app_context():
             try:
-                record_ingest(push.results, db.session.get_one(User, push.owner_id), "cstore")
+                owner = db.session.get_one(User, push.owner_id)
+                record_ingest(push.results, owner, "cstore")
+                if push.case_id is not None:
+                    attach_studies(push.case_id, _stored_study_uids(push), owner)
+                    db.session.commit()
             except Exception:  # a worker entry point: the instances are stored already
-                logger.exception("association from %s: auditing its ingest failed", push.ae_title)
+                logger.exception("association from %s: auditing or attaching failed", push.ae_title)
             finally:
                 db.session.remove()
+
+
+def _stored_study_uids(push: Push) -> set[str]:
+    stored = (IngestStatus.ACCEPTED, IngestStatus.DUPLICATE)
+    return {r.study_instance_uid for r in push.results if r.status in stored}
 
 
 def _reject(association: Association, result: int, diagnostic: int) -> None:

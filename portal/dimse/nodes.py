@@ -11,6 +11,7 @@ from sqlalchemy import select
 from portal.audit.operations import record
 from portal.auth.models import User
 from portal.auth.operations import find_user
+from portal.cases.models import Case
 from portal.dimse.models import RemoteNode
 from portal.errors import Conflict, InvalidInput, NotFound
 from portal.extensions import db
@@ -51,11 +52,18 @@ def list_nodes() -> list[RemoteNode]:
     return list(db.session.scalars(select(RemoteNode).order_by(RemoteNode.ae_title)))
 
 
-def add_node(ae_title: str, owner_email: str, description: str = "", actor=None) -> RemoteNode:
+def add_node(
+    ae_title: str,
+    owner_email: str,
+    description: str = "",
+    actor=None,
+    case_number: str | None = None,
+) -> RemoteNode:
     """Let ``ae_title`` push studies that are ingested for the account ``owner_email``.
 
+    :param case_number: also attach what the node sends to this case of the owner's.
     :raise InvalidInput: the AE title is malformed.
-    :raise NotFound: there is no active account with that email.
+    :raise NotFound: there is no active account with that email, or no such case of theirs.
     :raise Conflict: the AE title is registered already.
     """
     title = normalise_ae_title(ae_title)
@@ -64,7 +72,10 @@ def add_node(ae_title: str, owner_email: str, description: str = "", actor=None)
         raise NotFound(f"No active account for {owner_email}.")
     if find_node(title) is not None:
         raise Conflict(f"The AE title {title!r} is registered already.")
-    node = RemoteNode(ae_title=title, owner_id=owner.id, description=description.strip())
+    case_id = _owners_case(owner, case_number) if case_number else None
+    node = RemoteNode(
+        ae_title=title, owner_id=owner.id, case_id=case_id, description=description.strip()
+    )
     db.session.add(node)
     db.session.flush()
     record(
@@ -73,8 +84,16 @@ def add_node(ae_title: str, owner_email: str, description: str = "", actor=None)
         target=f"remote_node:{node.id}",
         ae_title=title,
         owner_id=owner.id,
+        case_id=case_id,
     )
     return node
+
+
+def _owners_case(owner: User, case_number: str) -> int:
+    case = db.session.scalars(select(Case).where(Case.number == case_number.upper())).first()
+    if case is None or owner.id not in (case.requester_id, case.referring_physician_id):
+        raise NotFound(f"{owner.email} has no case {case_number}.")
+    return case.id
 
 
 def remove_node(ae_title: str, actor=None) -> None:
@@ -95,9 +114,9 @@ def remove_node(ae_title: str, actor=None) -> None:
     db.session.delete(node)
 
 
-def pushing_owner(ae_title: str) -> User | None:
-    """Return the active account an active node's pushes belong to, or ``None``."""
+def pushing_node(ae_title: str) -> RemoteNode | None:
+    """Return the active node of ``ae_title`` if its owner is active too, else ``None``."""
     node = find_node(ae_title)
     if node is None or not node.active or not node.owner.active:
         return None
-    return node.owner
+    return node
