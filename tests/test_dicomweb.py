@@ -109,6 +109,34 @@ def test_qido_limit_offset_series_and_instances(loaded):
     assert mr.SOPInstanceUID in {i["00080018"]["Value"][0] for i in instances}
 
 
+def test_includefield_adds_study_and_series_attributes_below(loaded, server, owner, token_for):
+    mr = dcmread(MR)
+    instances = loaded.search_for_instances(
+        mr.StudyInstanceUID, fields=["PatientID", "00080060", "StudyDate"]
+    )
+    mine = next(i for i in instances if i["00080018"]["Value"] == [mr.SOPInstanceUID])
+    assert mine["00100020"]["Value"] == [mr.PatientID]  # from the study level
+    assert mine["00080060"]["Value"] == ["MR"]  # from the series level
+    assert mine["00080020"]["Value"] == [mr.StudyDate]
+    series = loaded.search_for_series(mr.StudyInstanceUID, fields=["all"])
+    assert series[0]["00100010"]["Value"] == [{"Alphabetic": str(mr.PatientName)}]
+    assert "00201208" not in series[0]  # a study's counts are not the series' own
+    plain = loaded.search_for_series(mr.StudyInstanceUID)
+    assert "00100020" not in plain[0]  # nothing extra unless asked
+
+
+def test_includefield_names_what_the_index_does_not_hold(server, owner, token_for, loaded):
+    response = requests.get(
+        f"{server}/dicomweb/studies",
+        params={"includefield": "SliceThickness,StudyDescription"},
+        headers={"Authorization": f"Bearer {token_for(owner)}"},
+        timeout=10,
+    )
+    assert response.status_code == 200
+    assert "includefield SliceThickness is not held" in response.headers["Warning"]
+    assert "StudyDescription" not in response.headers["Warning"]
+
+
 def test_metadata_and_uncompressed_frames(loaded):
     ct = dcmread(CT)
     metadata = loaded.retrieve_instance_metadata(

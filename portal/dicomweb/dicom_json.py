@@ -8,6 +8,25 @@ from pydicom.datadict import dictionary_VR, tag_for_keyword
 
 from portal.studies.models import Instance, Series, Study
 
+STUDY_KEYWORDS = frozenset(
+    [
+        "StudyInstanceUID",
+        "StudyDate",
+        "StudyTime",
+        "StudyDescription",
+        "AccessionNumber",
+        "ModalitiesInStudy",
+        "ReferringPhysicianName",
+        "PatientName",
+        "PatientID",
+        "PatientBirthDate",
+        "PatientSex",
+    ]
+)
+SERIES_KEYWORDS = frozenset(
+    ["SeriesInstanceUID", "Modality", "BodyPartExamined", "SeriesDescription", "SeriesNumber"]
+)
+
 
 def tag_hex(keyword: str) -> str:
     return f"{tag_for_keyword(keyword):08X}"

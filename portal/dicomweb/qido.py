@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from flask import Response, current_app, g, json, request
+from pydicom.datadict import keyword_for_tag
 from sqlalchemy import func, select
 
 from portal.dicomweb import dicom_json
@@ -20,20 +21,50 @@ from portal.extensions import db
 from portal.studies.models import Instance, Patient, Series, Study
 
 DICOM_JSON = "application/dicom+json"
+#: What includefield can add from the index: the study and series attributes.
+INCLUDABLE = dicom_json.STUDY_KEYWORDS | dicom_json.SERIES_KEYWORDS
 
 
 def base_url() -> str:
     return f"{current_app.config['BASE_URL']}/dicomweb"
 
 
-def dicom_json_response(items: list[dict], ignored: list[str]) -> Response:
+def dicom_json_response(
+    items: list[dict], ignored: list[str], unavailable: set[str] = frozenset()
+) -> Response:
     response = Response(json.dumps(items), mimetype=DICOM_JSON)
+    warnings = []
     if ignored:
-        response.headers["Warning"] = (
+        warnings.append(
             f'299 overread "matching on {", ".join(sorted(set(ignored)))} is not supported; '
             'those keys were ignored"'
         )
+    if unavailable:
+        warnings.append(
+            f'299 overread "includefield {", ".join(sorted(unavailable))} is not held in the '
+            'index; those attributes are left out"'
+        )
+    if warnings:
+        response.headers["Warning"] = ", ".join(warnings)
     return response
+
+
+def with_included(item: dict, include: set[str], *upper_levels: dict) -> dict:
+    """Add to ``item`` the attributes of the levels above that ``includefield`` asked for."""
+    if not include:
+        return item
+    keywords = INCLUDABLE if "all" in include else include & INCLUDABLE
+    wanted = {dicom_json.tag_hex(keyword) for keyword in keywords}
+    extra = {}
+    for level in upper_levels:
+        extra.update({tag: value for tag, value in level.items() if tag in wanted})
+    return {**extra, **item}
+
+
+def unavailable(include: set[str], items: list[dict], level_keywords: frozenset[str]) -> set[str]:
+    """Return the ``includefield`` names the index cannot answer at this level."""
+    own = {keyword_for_tag(int(tag, 16)) for tag in items[0]} if items else set()
+    return {name for name in include if name != "all" and name not in level_keywords | own}
 
 
 @bp.get("/studies")
@@ -44,7 +75,8 @@ def search_studies():
     studies = db.session.scalars(query).all()
     counts = _study_counts([s.id for s in studies])
     items = [dicom_json.study_attributes(s, base_url(), *counts.get(s.id, (0, 0))) for s in studies]
-    return dicom_json_response(items, params.ignored)
+    held = dicom_json.STUDY_KEYWORDS
+    return dicom_json_response(items, params.ignored, unavailable(params.include, items, held))
 
 
 def _study_counts(study_ids: list[int]) -> dict[int, tuple[int, int]]:
@@ -80,8 +112,16 @@ def search_series(study_uid: str | None = None):
             .group_by(Instance.series_id)
         ).all()
     )
-    items = [dicom_json.series_attributes(s, base_url(), counts.get(s.id, 0)) for s in series_list]
-    return dicom_json_response(items, params.ignored)
+    items = [
+        with_included(
+            dicom_json.series_attributes(s, base_url(), counts.get(s.id, 0)),
+            params.include,
+            _study_level(s.study),
+        )
+        for s in series_list
+    ]
+    held = dicom_json.STUDY_KEYWORDS | dicom_json.SERIES_KEYWORDS
+    return dicom_json_response(items, params.ignored, unavailable(params.include, items, held))
 
 
 def _study_keys() -> dict:
@@ -110,5 +150,20 @@ def search_instances(study_uid: str | None = None, series_uid: str | None = None
     matchers = {**INSTANCE_MATCHERS, **SERIES_MATCHERS, **_study_keys()}
     query = apply_filters(query, params, matchers)
     query = query.order_by(Instance.id).limit(params.limit).offset(params.offset)
-    items = [dicom_json.instance_attributes(i, base_url()) for i in db.session.scalars(query).all()]
-    return dicom_json_response(items, params.ignored)
+    instances = db.session.scalars(query).all()
+    items = [
+        with_included(
+            dicom_json.instance_attributes(i, base_url()),
+            params.include,
+            dicom_json.series_attributes(i.series, base_url(), 0),
+            _study_level(i.series.study),
+        )
+        for i in instances
+    ]
+    return dicom_json_response(
+        items, params.ignored, unavailable(params.include, items, INCLUDABLE)
+    )
+
+
+def _study_level(study: Study) -> dict:
+    return dicom_json.study_attributes(study, base_url(), 0, 0)

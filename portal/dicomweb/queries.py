@@ -6,6 +6,7 @@ import re
 from dataclasses import dataclass, field
 from datetime import date
 
+from pydicom.datadict import keyword_for_tag
 from sqlalchemy import Select, literal, or_
 
 from portal.auth.models import User
@@ -50,6 +51,8 @@ class SearchParams:
     limit: int = 100
     offset: int = 0
     ignored: list[str] = field(default_factory=list)
+    #: Keywords named by ``includefield`` (``"all"`` for every attribute the index holds).
+    include: set[str] = field(default_factory=set)
 
 
 def parse_search(args) -> SearchParams:
@@ -60,9 +63,18 @@ def parse_search(args) -> SearchParams:
             continue
         keyword = _KEYWORD_FOR_TAG.get(key.upper(), key) if _TAG.match(key) else key
         params.filters[keyword] = value
+    for value in args.getlist("includefield"):
+        params.include.update(_keyword(name.strip()) for name in value.split(",") if name.strip())
     params.limit = _bounded_int(args.get("limit"), 100, 1, 1000, "limit")
     params.offset = _bounded_int(args.get("offset"), 0, 0, 10**9, "offset")
     return params
+
+
+def _keyword(name: str) -> str:
+    """Return the keyword of ``name``, given as a keyword or as 8 hex digits."""
+    if name == "all" or not _TAG.match(name):
+        return name
+    return keyword_for_tag(int(name, 16)) or name
 
 
 def _bounded_int(raw: str | None, default: int, low: int, high: int, name: str) -> int:
