@@ -21,7 +21,6 @@ def ingest_sample(owner: User, name: str = "CT_small.dcm") -> int:
     result = ingest_file(get_testdata_file(name), owner)
     assert result.status.value in ("accepted", "duplicate"), result.reason
 
-
     return db.session.scalar(
         select(Study.id).where(Study.study_instance_uid == result.study_instance_uid)
     )

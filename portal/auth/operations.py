@@ -113,6 +113,35 @@ def check_second_factor(user: User, code: str) -> None:
     user.totp_last_step = step
 
 
+def reauthenticate(user: User, password: str = "", code: str = "") -> str:
+    """Check a signed-in user again, by password or TOTP code (before a signature).
+
+    Failures count toward the lockout like sign-in failures do.
+
+    :return: ``"password"`` or ``"totp"``, whichever was given.
+    :raise InvalidInput: neither or both were given.
+    :raise AuthenticationFailed: wrong or replayed, no authenticator set up, or locked.
+    """
+    code = code.strip()
+    if bool(password) == bool(code):
+        raise InvalidInput("Enter either your password or the code from your app.")
+    now = clock.now()
+    _refuse_if_locked(user, now)
+    if code:
+        if not user.totp_enrolled:
+            raise AuthenticationFailed("You have no authenticator app set up; use your password.")
+        step = totp.matching_step(user.totp_secret or "", code, user.totp_last_step)
+        if step is None:
+            _count_failure(user, now, "wrong code at a re-check")
+            raise AuthenticationFailed("That code is not valid. Codes change every 30 seconds.")
+        user.totp_last_step = step
+        return "totp"
+    if not passwords.verify_password(user.password_hash, password):
+        _count_failure(user, now, "wrong password at a re-check")
+        raise AuthenticationFailed("Wrong password.")
+    return "password"
+
+
 def enrol_totp(user: User, secret: str, code: str) -> None:
     """Turn on TOTP once the user proves their app holds ``secret``."""
     step = totp.matching_step(secret, code, None)

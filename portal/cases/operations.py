@@ -28,6 +28,7 @@ from portal.cases.states import (
     Urgency,
 )
 from portal.cases.transitions import lock_case
+from portal.deid.models import DeidMapping
 from portal.errors import Conflict, InvalidInput, PermissionDenied
 from portal.extensions import db
 from portal.notifications.operations import enqueue
@@ -73,10 +74,22 @@ def new_case_number() -> str:
 
 
 def requestable_studies(user: User) -> list[Study]:
-    """Return the studies ``user`` may attach to a request: their own uploads."""
+    """Return the studies ``user`` may attach to a request: their own uploads.
+
+    De-identified copies are left out, linked to a case or not (a request that
+    failed after its copies were made leaves them unlinked): their Study
+    Instance UID is a stored replacement.
+    """
+    copies = select(DeidMapping.replacement).where(
+        DeidMapping.owner_id == user.id, DeidMapping.kind == "uid"
+    )
     return db.session.scalars(
         select(Study)
-        .where(Study.owner_id == user.id, Study.id.not_in(reading_copy_ids()))
+        .where(
+            Study.owner_id == user.id,
+            Study.id.not_in(reading_copy_ids()),
+            Study.study_instance_uid.not_in(copies),
+        )
         .order_by(Study.created_at.desc())
     ).all()
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from sqlalchemy import select
 
 from portal import clock
-from portal.audit.operations import record
+from portal.audit.operations import record, record_now
 from portal.auth.models import Role, User
 from portal.cases import notify
 from portal.cases.models import Case, CaseEvent
@@ -140,7 +140,8 @@ def find_move(case: Case, action: str, user: User | None) -> Move:
     """Return the move ``user`` may make now.
 
     :raise IllegalMove: no such move from the case's state.
-    :raise PermissionDenied: the move exists, but not for ``user``.
+    :raise PermissionDenied: the move exists, but not for ``user``; the refusal is
+        audited in a transaction of its own (the caller's work is rolled back).
     """
     candidates = [m for m in MOVES if m.action == action and case.state in m.sources]
     if not candidates:
@@ -150,8 +151,9 @@ def find_move(case: Case, action: str, user: User | None) -> Move:
     for move in candidates:
         if move.parties & mine:
             return move
-    record("case.move_refused", user, case_id=case.id, target=case.number, move=action)
-    raise PermissionDenied(f"You may not do that to case {case.number}.")
+    case_id, number = case.id, case.number
+    record_now("case.move_refused", user, case_id=case_id, target=number, move=action)
+    raise PermissionDenied(f"You may not do that to case {number}.")
 
 
 def apply(

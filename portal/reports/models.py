@@ -24,6 +24,10 @@ class Kind(enum.StrEnum):
     ADDENDUM = "addendum"
     OVERREAD = "overread"
 
+    @property
+    def label(self) -> str:
+        return self.value.capitalize()
+
 
 class Agreement(enum.StrEnum):
     AGREE = "agree"
@@ -57,6 +61,7 @@ class Report(db.Model):
     signed_with: Mapped[str | None] = mapped_column(String(12))  # "password" or "totp"
     content_hash: Mapped[str | None] = mapped_column(String(64))
 
+    case = relationship("Case")
     author = relationship("User", foreign_keys=[author_id])
     parent: Mapped[Report | None] = relationship(remote_side=[id])
 
@@ -67,6 +72,10 @@ class Report(db.Model):
     @property
     def agreement_enum(self) -> Agreement | None:
         return Agreement(self.agreement) if self.agreement else None
+
+    @property
+    def kind_enum(self) -> Kind:
+        return Kind(self.kind)
 
 
 class SignedReportChanged(Exception):

@@ -40,3 +40,22 @@ class Share(db.Model):
 
     def usable(self, now: datetime | None = None) -> bool:
         return self.revoked_at is None and (now or clock.now()) < self.expires_at
+
+    def status(self, now: datetime | None = None) -> str:
+        """Return ``active``, ``expired`` or ``revoked``, for pages and audit rows."""
+        if self.revoked_at is not None:
+            return "revoked"
+        return "active" if self.usable(now) else "expired"
+
+    def code_live(self, now: datetime | None = None) -> bool:
+        """Tell whether a one-time code was sent and may still be entered."""
+        return (
+            self.otp_hash is not None
+            and self.otp_expires_at is not None
+            and (now or clock.now()) < self.otp_expires_at
+        )
+
+    @property
+    def target(self) -> str:
+        """The audit target naming this share."""
+        return f"share:{self.id}"
