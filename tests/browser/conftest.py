@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -46,8 +47,13 @@ def phone(browser, live_url, tmp_path):
     page.set_default_timeout(10_000)
 
     def shot(name: str) -> Path:
+        """Save a full-page screenshot with the test's artefacts (and in
+        ``README_SCREENSHOT_DIR`` when set: that is how the README's pictures are made)."""
         path = tmp_path / f"{name}.png"
         page.screenshot(path=str(path), full_page=True)
+        if keep := os.environ.get("README_SCREENSHOT_DIR"):
+            Path(keep).mkdir(parents=True, exist_ok=True)
+            shutil.copy(path, Path(keep) / path.name)
         return path
 
     page.shot = shot
