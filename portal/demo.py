@@ -10,6 +10,7 @@ from sqlalchemy import select
 
 from portal.auth import operations
 from portal.auth.models import Role
+from portal.cases.forms import CONSENT_TEXT
 from portal.cases.models import Case
 from portal.cases.operations import CaseRequest, offer_case, submit_case
 from portal.cases.states import Subspecialty, Urgency
@@ -17,7 +18,6 @@ from portal.extensions import db
 from portal.studies.ingest import ingest_file
 from portal.studies.models import Study
 
-CONSENT_TEXT = "Demo consent: I agree that Overread shares my images and history with the reader."
 
 DEMO_ACCOUNTS = (
     ("patient@demo.example.org", "Pat Demo", Role.PATIENT, "demo-patient-pass"),
