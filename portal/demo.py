@@ -18,7 +18,6 @@ from portal.extensions import db
 from portal.studies.ingest import ingest_file
 from portal.studies.models import Study
 
-
 DEMO_ACCOUNTS = (
     ("patient@demo.example.org", "Pat Demo", Role.PATIENT, "demo-patient-pass"),
     ("physician@demo.example.org", "Dr Phil Demo", Role.PHYSICIAN, "demo-physician-pass"),
