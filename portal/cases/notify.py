@@ -14,6 +14,7 @@ from sqlalchemy import select
 
 from portal.auth.models import Role, User
 from portal.cases.models import Case
+from portal.cases.states import ACTION_LABELS
 from portal.cases.summary import summarize
 from portal.extensions import db
 from portal.notifications.operations import enqueue
@@ -58,8 +59,6 @@ _ADMIN_ACTIONS = frozenset({"submit", "decline", "expire", "request_overread", "
 
 
 def _label(action: str) -> str:
-    from portal.cases.transitions import ACTION_LABELS
-
     return ACTION_LABELS.get(action, action)
 
 
@@ -77,17 +76,8 @@ def _requester_news(case: Case, action: str) -> str:
 def tell_requester(case: Case, kind: str, news: str) -> None:
     """Email the requester (and SMS them if they opted in) about ``case``."""
     requester = case.requester
-    key = f"case:{case.id}:v{case.version}:{kind}"
-    enqueue(
-        channel="email",
-        recipient=requester.email,
-        user_id=requester.id,
-        case_id=case.id,
-        kind=f"case.{kind}",
-        subject=f"Overread case {case.number}: {case.state_enum.label}",
-        body=f"{news}\n\n{case_url(case)}\n",
-        idempotency_key=f"{key}:email:{requester.id}",
-    )
+    subject = f"Overread case {case.number}: {case.state_enum.label}"
+    _email(case, requester, kind, subject, f"{news}\n\n{case_url(case)}\n")
     if case.sms_opt_in and case.notify_phone:
         enqueue(
             channel="sms",
@@ -96,7 +86,7 @@ def tell_requester(case: Case, kind: str, news: str) -> None:
             case_id=case.id,
             kind=f"case.{kind}",
             body=f"Overread: {news} {SIGN_IN_HINT}",
-            idempotency_key=f"{key}:sms:{requester.id}",
+            idempotency_key=f"case:{case.id}:v{case.version}:{kind}:sms:{requester.id}",
         )
 
 
@@ -117,26 +107,23 @@ def _offer_message(case: Case, radiologist: User, action: str) -> None:
         f"{summary.subspecialty}, patient {summary.age_band}. SLA due {due}.\n\n"
         f"Accept or decline: {case_url(case)}\n"
     )
-    enqueue(
-        channel="email",
-        recipient=radiologist.email,
-        user_id=radiologist.id,
-        case_id=case.id,
-        kind=f"case.{action}",
-        subject=f"Overread {summary.urgency} case {summary.number} offered",
-        body=body,
-        idempotency_key=f"case:{case.id}:v{case.version}:{action}:email:{radiologist.id}",
-    )
+    subject = f"Overread {summary.urgency} case {summary.number} offered"
+    _email(case, radiologist, action, subject, body)
 
 
 def _tell_user(case: Case, user: User, kind: str, news: str) -> None:
+    _email(case, user, kind, f"Overread case {case.number}", f"{news}\n\n{case_url(case)}\n")
+
+
+def _email(case: Case, user: User, kind: str, subject: str, body: str) -> None:
+    """Queue one email about ``case``; the key makes a retried move send it once."""
     enqueue(
         channel="email",
         recipient=user.email,
         user_id=user.id,
         case_id=case.id,
         kind=f"case.{kind}",
-        subject=f"Overread case {case.number}",
-        body=f"{news}\n\n{case_url(case)}\n",
+        subject=subject,
+        body=body,
         idempotency_key=f"case:{case.id}:v{case.version}:{kind}:email:{user.id}",
     )

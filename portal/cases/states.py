@@ -76,3 +76,23 @@ class OfferStatus(enum.StrEnum):
 class OfferPurpose(enum.StrEnum):
     READ = "read"
     OVERREAD = "overread"
+
+
+#: How each move reads in a sentence ("it cannot be {label}").
+ACTION_LABELS = {
+    "submit": "submitted",
+    "offer": "offered",
+    "accept": "accepted",
+    "decline": "declined",
+    "expire": "marked unassigned",
+    "reassign": "reassigned",
+    "sign_report": "reported",
+    "request_overread": "sent for overread",
+    "offer_overread": "offered for overread",
+    "accept_overread": "accepted for overread",
+    "decline_overread": "declined for overread",
+    "sign_overread": "overread",
+    "close": "closed",
+    "cancel": "cancelled",
+    "reopen": "reopened",
+}

@@ -19,7 +19,7 @@ from portal.audit.operations import record, record_now
 from portal.auth.models import Role, User
 from portal.cases import notify
 from portal.cases.models import Case, CaseEvent
-from portal.cases.states import OfferPurpose, State
+from portal.cases.states import ACTION_LABELS, OfferPurpose, State
 from portal.errors import Conflict, NotFound, PermissionDenied
 from portal.extensions import db
 
@@ -74,24 +74,6 @@ MOVES: tuple[Move, ...] = (
     _move("cancel", (S.ACCEPTED, S.OVERREAD_REQUESTED), S.CANCELLED, (P.ADMIN,)),
     _move("reopen", (S.CANCELLED, S.UNASSIGNED), S.SUBMITTED, (P.ADMIN,)),
 )
-
-ACTION_LABELS = {
-    "submit": "submitted",
-    "offer": "offered",
-    "accept": "accepted",
-    "decline": "declined",
-    "expire": "marked unassigned",
-    "reassign": "reassigned",
-    "sign_report": "reported",
-    "request_overread": "sent for overread",
-    "offer_overread": "offered for overread",
-    "accept_overread": "accepted for overread",
-    "decline_overread": "declined for overread",
-    "sign_overread": "overread",
-    "close": "closed",
-    "cancel": "cancelled",
-    "reopen": "reopened",
-}
 
 
 class IllegalMove(Conflict):
