@@ -160,9 +160,37 @@ def load_config(instance_path: str, overrides: dict | None = None) -> dict:
         "INGEST_ZIP_MAX_MEMBERS": _int_env("INGEST_ZIP_MAX_MEMBERS", 20_000),
         "INGEST_ZIP_MAX_TOTAL_MB": _int_env("INGEST_ZIP_MAX_TOTAL_MB", 4096),
         "INGEST_MAX_DEID_MB": _int_env("INGEST_MAX_DEID_MB", 1024),
+        **_paging_config(),
     }
     config.update(overrides or {})
     return config
+
+
+def _paging_config() -> dict:
+    """Slack, Twilio, viewing links and the dispatcher's channel fallback."""
+    slack_api = _env("SLACK_API_URL", "https://slack.com/api/")
+    twilio_api = _env("TWILIO_API_URL", "https://api.twilio.com")
+    _check_url("SLACK_API_URL", slack_api, ("http", "https"))
+    _check_url("TWILIO_API_URL", twilio_api, ("http", "https"))
+    link_minutes = _int_env("LINK_MINUTES", 15, maximum=15)
+    if link_minutes == 0:
+        raise ConfigError(f"{PREFIX}LINK_MINUTES must be between 1 and 15")
+    return {
+        "SLACK_BOT_TOKEN": _env("SLACK_BOT_TOKEN"),
+        "SLACK_SIGNING_SECRET": _env("SLACK_SIGNING_SECRET"),
+        "SLACK_API_URL": slack_api.rstrip("/") + "/",
+        "SLACK_TIMEOUT_SECONDS": _int_env("SLACK_TIMEOUT_SECONDS", 10),
+        "TWILIO_ACCOUNT_SID": _env("TWILIO_ACCOUNT_SID"),
+        "TWILIO_AUTH_TOKEN": _env("TWILIO_AUTH_TOKEN"),
+        "TWILIO_FROM": _env("TWILIO_FROM"),
+        "TWILIO_API_URL": twilio_api.rstrip("/"),
+        "TWILIO_TIMEOUT_SECONDS": _int_env("TWILIO_TIMEOUT_SECONDS", 10),
+        "LINK_LIFETIME": timedelta(minutes=link_minutes),
+        "VIEWER_IDLE_TIMEOUT": timedelta(minutes=_int_env("VIEWER_IDLE_MINUTES", 20)),
+        "VIEWER_ABSOLUTE_TIMEOUT": timedelta(hours=_int_env("VIEWER_ABSOLUTE_HOURS", 4)),
+        "MOBILE_CODE_LIFETIME": timedelta(minutes=_int_env("MOBILE_CODE_MINUTES", 10)),
+        "DISPATCH_FALLBACK_AFTER": _int_env("DISPATCH_FALLBACK_AFTER", 2),
+    }
 
 
 def _embedded_secret_key(instance: Path) -> str:

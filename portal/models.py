@@ -9,7 +9,9 @@ def import_all() -> None:
     from portal.cases import models as case_models  # noqa: F401
     from portal.deid import models as deid_models  # noqa: F401
     from portal.dimse import models as dimse_models  # noqa: F401
+    from portal.links import models as link_models  # noqa: F401
     from portal.notifications import models as notification_models  # noqa: F401
+    from portal.oncall import models as oncall_models  # noqa: F401
     from portal.reports import models as report_models  # noqa: F401
     from portal.shares import models as share_models  # noqa: F401
     from portal.studies import models as study_models  # noqa: F401

@@ -12,11 +12,14 @@ import pyotp
 import pytest
 from flask_migrate import upgrade
 
+import bot
 from portal import clock, create_app
 from portal.auth import operations
 from portal.auth.models import User
 from portal.extensions import db
 from tests import harness
+from tests.fakes.slack import fake_slack  # noqa: F401 - a fixture
+from tests.fakes.twilio import fake_twilio  # noqa: F401 - a fixture
 
 PASSWORD = "correct horse battery"
 os.environ.setdefault("XDG_RUNTIME_DIR", tempfile.mkdtemp(prefix="overread-xdg-"))
@@ -90,7 +93,7 @@ def make_app(tmp_path, request) -> Callable:
             url = request.getfixturevalue("postgres").create_database()
         else:
             url = f"sqlite:///{tmp_path / f'overread-{len(created)}.db'}"
-        app = create_app({**base_config(tmp_path, url), **overrides})
+        app = bot.init_app(create_app({**base_config(tmp_path, url), **overrides}))
         with app.app_context():
             upgrade()
         created.append(app)
@@ -111,6 +114,14 @@ def app(make_app, request):
     each get their own ``g``. Use ``with app.app_context():`` to reach the database.
     """
     return make_app(getattr(request, "param", "sqlite"))
+
+
+@pytest.fixture
+def paged_app(make_app, request):
+    """An app whose Slack and Twilio clients talk to the local fakes over HTTP."""
+    fakes = [request.getfixturevalue(name) for name in ("fake_slack", "fake_twilio")]
+    config = {key: value for fake in fakes for key, value in fake.config().items()}
+    return make_app(getattr(request, "param", "sqlite"), **config)
 
 
 @pytest.fixture

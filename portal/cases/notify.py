@@ -18,6 +18,7 @@ from portal.cases.states import ACTION_LABELS
 from portal.cases.summary import summarize
 from portal.extensions import db
 from portal.notifications.operations import enqueue
+from portal.oncall import escalation, pages
 
 SIGN_IN_HINT = "Sign in to Overread to see the details."
 
@@ -28,17 +29,23 @@ def case_url(case: Case) -> str:
 
 def on_move(case: Case, action: str, actor: User | None, before: str, **context) -> None:
     """Write the outbox rows for ``action``, just made on ``case``."""
+    if action in _STOPS_PAGING:
+        pages.stop_paging(case, f"case {_label(action)}")
     if case.state != before or action in _ALWAYS_TELL_REQUESTER:
         tell_requester(case, action, _requester_news(case, action))
     for user in context.get("offered", ()):
         _offer_message(case, user, action)
-    for user in context.get("taken_from", ()):
+        pages.page_radiologist(case, user, "overread" if action == "offer_overread" else "read")
+    taken_from = context.get("taken_from", ())
+    for user in taken_from:
         _tell_user(
             case,
             user,
             f"taken-{action}",
             f"Case {case.number} was taken by another radiologist; nothing more is needed.",
         )
+    pages.tell_taken(case, list(taken_from), action)
+    _escalate(case, action)
     for user in context.get("withdrawn_from", ()):
         _tell_user(
             case,
@@ -55,6 +62,19 @@ def on_move(case: Case, action: str, actor: User | None, before: str, **context)
 
 
 _ALWAYS_TELL_REQUESTER = frozenset({"reassign", "accept_overread"})
+_STOPS_PAGING = frozenset({"accept", "accept_overread", "reassign", "expire", "cancel", "close"})
+_STARTS_PAGING = {"submit": "read", "reopen": "read", "request_overread": "overread"}
+_DECLINES = {"decline": "read", "decline_overread": "overread"}
+
+
+def _escalate(case: Case, action: str) -> None:
+    """Start paging a new request; after a decline nobody else may take, move on at once."""
+    if action in _STARTS_PAGING:
+        escalation.start_paging(case, _STARTS_PAGING[action])
+    elif action in _DECLINES and not case.open_offers(_DECLINES[action]):
+        escalation.move_on_now(case)
+    if action == "expire":
+        pages.page_admins(case, f"Case {case.number} is unassigned: nobody accepted it.")
 _ADMIN_ACTIONS = frozenset({"submit", "decline", "expire", "request_overread", "decline_overread"})
 
 

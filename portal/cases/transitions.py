@@ -22,6 +22,7 @@ from portal.cases.models import Case, CaseEvent
 from portal.cases.states import ACTION_LABELS, OfferPurpose, State
 from portal.errors import Conflict, NotFound, PermissionDenied
 from portal.extensions import db
+from portal.links.operations import revoke_for_case
 
 
 class Party(enum.StrEnum):
@@ -188,4 +189,10 @@ def record_move(
         after=case.state,
     )
     notify.on_move(case, move.action, user, before, **context)
+    if move.action in _ENDS_ACCESS:
+        revoke_for_case(case, f"case {move.action}")
     return move
+
+
+#: Moves after which viewing links and viewer sessions of the case stop working.
+_ENDS_ACCESS = frozenset({"reassign", "close", "cancel"})

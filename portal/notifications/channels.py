@@ -1,8 +1,8 @@
 """Delivery channels: each turns an outbox row into a message somewhere.
 
-Channels are looked up by the row's ``channel`` name. The paging work adds
-``slack`` and ``sms`` beside ``email`` and ``log`` by registering more
-factories in :data:`CHANNEL_FACTORIES`.
+Channels are looked up by the row's ``channel`` name. The bots add ``slack``
+and ``sms`` to an app with :func:`register_channel`; without them both stay
+on the log channel, which the admin outbox page shows.
 """
 
 from __future__ import annotations
@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from email.message import EmailMessage
 from email.utils import make_msgid
 from typing import Protocol
+
+from flask import Flask, current_app
 
 from portal.notifications.models import Notification
 
@@ -94,15 +96,29 @@ def _case_timer(config: dict) -> Channel:
     return CaseTimerChannel()
 
 
+def _escalation(config: dict) -> Channel:
+    from portal.oncall.escalator import EscalationChannel
+
+    return EscalationChannel()
+
+
 CHANNEL_FACTORIES: dict[str, Callable[[dict], Channel]] = {
     "email": _email_channel,
     "log": lambda config: LogChannel(),
-    # Until the paging work brings the Twilio channel, SMS stays on the outbox page.
+    "slack": lambda config: LogChannel(),
     "sms": lambda config: LogChannel(),
     "timer": _case_timer,
+    "escalation": _escalation,
 }
+_APP_KEY = "overread.channels"
+
+
+def register_channel(app: Flask, name: str, factory: Callable[[dict], Channel]) -> None:
+    """Make ``app`` deliver rows of channel ``name`` with what ``factory(config)`` builds."""
+    app.extensions.setdefault(_APP_KEY, {})[name] = factory
 
 
 def build_channels(config: dict) -> dict[str, Channel]:
-    """Return one channel per name, built from the app's configuration."""
-    return {name: factory(config) for name, factory in CHANNEL_FACTORIES.items()}
+    """Return one channel per name, built from the current app's configuration."""
+    factories = {**CHANNEL_FACTORIES, **current_app.extensions.get(_APP_KEY, {})}
+    return {name: factory(config) for name, factory in factories.items()}

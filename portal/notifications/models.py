@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 from datetime import datetime
 
-from sqlalchemy import Index, String, Text
+from sqlalchemy import Index, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from portal import clock
@@ -39,8 +39,25 @@ class Notification(db.Model):
     claimed_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
     attempts: Mapped[int] = mapped_column(default=0)
     last_error: Mapped[str | None] = mapped_column(Text)
+    # Where to turn when ``channel`` keeps failing (a page: Slack <-> SMS).
+    fallback_channel: Mapped[str | None] = mapped_column(String(20))
+    fallback_recipient: Mapped[str | None] = mapped_column(String(254))
+    # A row this one is about (a "taken" update refers to the page it replaces).
+    refers_to_id: Mapped[int | None] = mapped_column(index=True)
     delivered_via: Mapped[str | None] = mapped_column(String(20))
     provider_message_id: Mapped[str | None] = mapped_column(String(100))
     provider_status: Mapped[str | None] = mapped_column(String(40))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class InboundMessage(db.Model):
+    """A webhook delivery already handled: Slack retries and repeated Twilio SIDs are dropped."""
+
+    __tablename__ = "inbound_messages"
+    __table_args__ = (UniqueConstraint("provider", "external_id", name="uq_inbound_provider_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    provider: Mapped[str] = mapped_column(String(20))
+    external_id: Mapped[str] = mapped_column(String(100))
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)

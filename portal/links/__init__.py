@@ -1,0 +1,1 @@
+"""Single-use viewing links and the viewer sessions they open."""

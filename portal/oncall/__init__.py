@@ -1,0 +1,1 @@
+"""On-call paging: radiologists' paging profiles, schedules, escalation and the pages themselves."""

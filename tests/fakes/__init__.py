@@ -1,0 +1,1 @@
+"""Local fakes of outside services, served over HTTP on loopback for the real clients."""
