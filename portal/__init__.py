@@ -64,6 +64,8 @@ def _register_blueprints(app: Flask) -> None:
     from portal.dicomweb.blueprint import bp as dicomweb_bp
     from portal.health import bp as health_bp
     from portal.home import bp as home_bp
+    from portal.links.web import bp as links_bp
+    from portal.oncall.web import bp as oncall_bp
     from portal.reports.views import bp as reports_bp
     from portal.shares.views import bp as shares_bp
     from portal.studies.upload_views import bp as uploads_bp
@@ -79,6 +81,8 @@ def _register_blueprints(app: Flask) -> None:
         cases_bp,
         reports_bp,
         shares_bp,
+        oncall_bp,
+        links_bp,
     )
     for blueprint in blueprints:
         app.register_blueprint(blueprint)

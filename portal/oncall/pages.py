@@ -22,13 +22,13 @@ from portal.cases.summary import summarize
 from portal.extensions import db
 from portal.notifications.models import Notification, Status
 from portal.notifications.operations import cancel_pending, enqueue
+from portal.notifications.secrets import FILL_IN
 from portal.oncall.models import PageVia, PagingProfile
 
 PAGE_KIND = "case.page"  # an offer to read or overread, on Slack or SMS
 TAKEN_KIND = "case.page_taken"  # another radiologist answered first (Slack: the page is edited)
 LINK_KIND = "case.link"  # a viewing link; the dispatcher fills in ``{secret}`` as it sends
 ESCALATE_KIND = "case.escalate"  # the next escalation step, on the ``escalation`` channel
-FILL_IN = "{secret}"  # replaced by the code made as the row is sent
 PAGE_CHANNELS = ("slack", "sms")
 
 
