@@ -13,8 +13,10 @@ from sqlalchemy import func, select
 
 from portal.auth import operations
 from portal.auth.models import User
+from portal.errors import Conflict
 from portal.extensions import db
 from portal.notifications import channels as channels_module
+from portal.notifications import secrets as secrets_module
 from portal.notifications.channels import Delivery, DeliveryError
 from portal.notifications.dispatcher import LEASE, claim_due, deliver, dispatch_once
 from portal.notifications.models import Notification, Status
@@ -217,6 +219,97 @@ def test_failed_send_is_retried_later(app, frozen_clock, error, recorded):
     row = load(app, notification_id)
     assert (row.status, row.attempts, row.last_error) == (Status.PENDING, 1, recorded)
     assert row.due_at == frozen_clock.moment + timedelta(seconds=30)
+
+
+def add_page(app, **fields) -> int:
+    """A page on Slack whose fallback is SMS."""
+    with app.app_context():
+        row = enqueue(
+            channel="slack",
+            recipient="U0PAGED",
+            kind="case.page",
+            body="Overread STAT CT chest, case K7Q2XM.",
+            idempotency_key=uuid.uuid4().hex,
+            **fields,
+        )
+        row.fallback_channel, row.fallback_recipient = "sms", "+15551230001"
+        db.session.commit()
+        return row.id
+
+
+def test_row_that_keeps_failing_falls_back_to_the_other_channel(app, frozen_clock):
+    slack, sms = FakeChannel(error=DeliveryError("Slack answered 500")), FakeChannel()
+    channels = {"slack": slack, "sms": sms}
+    page_id = add_page(app)
+    assert dispatch(app, channels) == 1  # attempt 1 fails: retried after the backoff
+    assert load(app, page_id).status == Status.PENDING
+    frozen_clock.advance(timedelta(seconds=30))
+    assert dispatch(app, channels) == 2  # attempt 2 fails: the copy goes by SMS at once
+    page = load(app, page_id)
+    (copy_id,) = sms.sent
+    copy = load(app, copy_id)
+    assert page.status == Status.FAILED and page.attempts == 2
+    assert page.last_error == f"Slack answered 500 (fell back to sms as #{copy_id})"
+    assert (copy.status, copy.channel, copy.recipient) == (Status.SENT, "sms", "+15551230001")
+    assert (copy.kind, copy.body, copy.fallback_channel) == (page.kind, page.body, None)
+
+
+def test_permanent_failure_falls_back_at_once(app):
+    sms = FakeChannel()
+    page_id = add_page(app)
+    dispatch(app, {"sms": sms})  # no slack channel at all: a permanent failure
+    assert load(app, page_id).status == Status.FAILED
+    assert len(sms.sent) == 1
+
+
+SECRETS = iter(f"https://overread.test/l/secret{n}" for n in range(1000))
+
+
+def make_secret(row: Notification) -> str:
+    """A secret maker for the tests: a new link per attempt."""
+    if row.recipient == "gone@example.org":
+        raise Conflict("You no longer hold this case.")
+    return next(SECRETS)
+
+
+@pytest.fixture
+def secret_kind(monkeypatch):
+    maker = "tests.test_outbox:make_secret"
+    monkeypatch.setitem(secrets_module.SECRET_MAKERS, "test.secret", maker)
+    return "test.secret"
+
+
+def test_secret_is_made_at_each_attempt_and_never_stored(app, frozen_clock, secret_kind):
+    bodies = []
+    failing = FakeChannel(
+        effect=lambda row: bodies.append(row.body), error=DeliveryError("timed out")
+    )
+    (row_id,) = add(app, channel="fake", kind=secret_kind, body="Your link: {secret}")
+    dispatch(app, {"fake": failing})
+    frozen_clock.advance(timedelta(seconds=30))
+    dispatch(app, {"fake": failing})
+    assert len(bodies) == 2 and bodies[0] != bodies[1]
+    assert all(body.startswith("Your link: https://overread.test/l/secret") for body in bodies)
+    assert load(app, row_id).body == "Your link: {secret}"
+
+
+def test_secret_maker_refusal_fails_the_row_without_sending(app, secret_kind):
+    channel = FakeChannel()
+    (row_id,) = add(
+        app, channel="fake", kind=secret_kind, body="{secret}", recipient="gone@example.org"
+    )
+    dispatch(app, {"fake": channel})
+    row = load(app, row_id)
+    assert row.status == Status.FAILED
+    assert row.last_error == "not sent: You no longer hold this case."
+    assert not channel.sent
+
+
+def test_placeholder_without_a_maker_is_never_sent(app):
+    channel = FakeChannel()
+    (row_id,) = add(app, channel="fake", kind="test", body="Code: {secret}")
+    dispatch(app, {"fake": channel})
+    assert load(app, row_id).status == Status.FAILED and not channel.sent
 
 
 def test_sending_holds_no_database_lock(app):

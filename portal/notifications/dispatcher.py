@@ -7,6 +7,13 @@ and another picks the row up again; the lease's end time is the claim's token,
 so a dispatcher whose lease ran out sends nothing a newer claimant now holds.
 Sending happens outside any transaction: a slow SMTP server or API never holds
 a database lock.
+
+A row that keeps failing is retried with exponential backoff; one that names a
+fallback channel (a page: Slack or SMS) moves there after
+``DISPATCH_FALLBACK_AFTER`` failed attempts, as a new row, so nothing is lost
+when one provider is down. A row whose body holds ``{secret}`` gets a fresh
+secret (a viewing link, a verification code) just before each attempt; the
+outbox keeps only the placeholder.
 """
 
 from __future__ import annotations
@@ -20,9 +27,12 @@ from flask import current_app
 from sqlalchemy import and_, or_, select, update
 
 from portal import clock
+from portal.errors import Conflict, NotFound
 from portal.extensions import db
 from portal.notifications.channels import Channel, Delivery, DeliveryError, build_channels
 from portal.notifications.models import Notification, Status
+from portal.notifications.operations import enqueue
+from portal.notifications.secrets import FILL_IN, maker_for
 
 logger = logging.getLogger(__name__)
 LEASE = timedelta(minutes=2)
@@ -118,12 +128,33 @@ def _send(row: Notification, channels: dict[str, Channel]) -> Delivery | Failure
     if channel is None:
         return Failure(f"no channel named {row.channel!r} is configured", permanent=True)
     try:
+        if FILL_IN in row.body:
+            refused = _fill_in_secret(row)
+            if refused is not None:
+                return refused
         return channel.send(row)
     except DeliveryError as exc:
         return Failure(str(exc))
     except Exception as exc:  # a broken channel must not stop the worker or lose the row
         logger.exception("notification %s: channel %r crashed", row.id, row.channel)
         return Failure(f"{exc.__class__.__name__}: {exc}")
+
+
+def _fill_in_secret(row: Notification) -> Failure | None:
+    """Put a fresh secret into the detached ``row``'s body (never into the outbox)."""
+    maker = maker_for(row.kind)
+    if maker is None:
+        return Failure(f"no secret maker for kind {row.kind!r}", permanent=True)
+    try:
+        secret = maker(row)
+    except (Conflict, NotFound) as exc:  # e.g. the case was reassigned: no link is due
+        db.session.rollback()
+        return Failure(f"not sent: {exc}", permanent=True)
+    except BaseException:
+        db.session.rollback()
+        raise
+    row.body = row.body.replace(FILL_IN, secret)
+    return None
 
 
 def _record(notification_id: int, outcome: Delivery | Failure) -> None:
@@ -145,6 +176,11 @@ def _record(notification_id: int, outcome: Delivery | Failure) -> None:
 def _schedule_retry(row: Notification, failure: Failure) -> None:
     config = current_app.config
     row.last_error = failure.error[:2000]
+    if row.fallback_channel and (
+        failure.permanent or row.attempts >= config["DISPATCH_FALLBACK_AFTER"]
+    ):
+        _fall_back(row)
+        return
     if failure.permanent or row.attempts >= config["DISPATCH_MAX_ATTEMPTS"]:
         row.status = Status.FAILED
         logger.warning("notification %s failed for good after %s attempts", row.id, row.attempts)
@@ -153,6 +189,32 @@ def _schedule_retry(row: Notification, failure: Failure) -> None:
     row.status = Status.PENDING
     row.due_at = clock.now() + timedelta(seconds=backoff)
     logger.warning("notification %s attempt %s failed; retry in %ss", row.id, row.attempts, backoff)
+
+
+def _fall_back(row: Notification) -> None:
+    """Give ``row`` up and queue the same message on its fallback channel, due now."""
+    copy = enqueue(
+        channel=row.fallback_channel,
+        recipient=row.fallback_recipient,
+        kind=row.kind,
+        subject=row.subject,
+        body=row.body,
+        user_id=row.user_id,
+        case_id=row.case_id,
+        idempotency_key=f"{row.idempotency_key}:fallback"[:200],
+    )
+    copy.refers_to_id = row.refers_to_id
+    db.session.flush()
+    row.status = Status.FAILED
+    row.last_error = f"{row.last_error} (fell back to {row.fallback_channel} as #{copy.id})"[:2000]
+    logger.warning(
+        "notification %s failed %s times on %s; fell back to %s as %s",
+        row.id,
+        row.attempts,
+        row.channel,
+        row.fallback_channel,
+        copy.id,
+    )
 
 
 def dispatch_once(channels: dict[str, Channel] | None = None) -> int:

@@ -182,11 +182,12 @@ def send_link(case: Case, user: User, channel: str) -> Notification | None:
 
     :return: the row, or ``None`` when ``user`` cannot be reached on ``channel``.
     """
-    recipient = reachable(profile_of(user)).get(channel)
+    channels = reachable(profile_of(user))
+    recipient = channels.get(channel)
     if recipient is None:
         return None
     now = clock.now()
-    return enqueue(
+    row = enqueue(
         channel=channel,
         recipient=recipient,
         kind=LINK_KIND,
@@ -196,6 +197,10 @@ def send_link(case: Case, user: User, channel: str) -> Notification | None:
         case_id=case.id,
         idempotency_key=f"case:{case.id}:link:{user.id}:{channel}:{now.timestamp()}",
     )
+    other = next((c for c in channels if c != channel), None)
+    if other is not None:  # Slack down: the link goes by SMS, and the other way round
+        row.fallback_channel, row.fallback_recipient = other, channels[other]
+    return row
 
 
 def page_admins(case: Case, news: str) -> None:
