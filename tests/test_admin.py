@@ -361,3 +361,37 @@ def test_audit_json_export_holds_the_rows_and_is_audited(app, client, as_admin, 
     assert len(row["hash"]) == 64 and isinstance(row["details"], dict)
     [event] = audit_events(app, "audit.exported")
     assert (event["actor_id"], event["details"]["format"]) == (as_admin.id, "json")
+
+
+def test_outbox_page_lists_pages_with_provider_status_and_filters(app, client, as_admin):
+    from portal.notifications.models import Notification, Status
+    from portal.notifications.operations import enqueue
+
+    with app.app_context():
+        page = enqueue(
+            channel="sms",
+            recipient="+15551230001",
+            kind="case.page",
+            body="Overread STAT CT chest, case K7Q2XM.",
+            idempotency_key="page-1",
+        )
+        page.status, page.provider_message_id, page.provider_status = (
+            Status.SENT,
+            "SM" + "0" * 32,
+            "delivered",
+        )
+        enqueue(
+            channel="slack",
+            recipient="U0PAGED",
+            kind="case.page",
+            body="Overread STAT CT chest, case K7Q2XM.",
+            idempotency_key="page-2",
+        ).status = Status.FAILED
+        db.session.commit()
+        assert db.session.query(Notification).count() >= 2
+    html = client.get("/admin/outbox").get_data(as_text=True)
+    assert "provider: delivered" in html and "SM" + "0" * 32 in html
+    assert "sent 1" in html and "failed 1" in html
+    only_sms = client.get("/admin/outbox?channel=sms").get_data(as_text=True)
+    assert "+15551230001" in only_sms and "U0PAGED" not in only_sms
+    assert client.get("/admin/outbox?status=bogus").status_code == 400

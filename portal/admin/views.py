@@ -16,7 +16,7 @@ from flask import (
     url_for,
 )
 from flask_login import current_user
-from sqlalchemy import or_, select
+from sqlalchemy import func, or_, select
 
 from portal.audit import queries
 from portal.audit.operations import record
@@ -145,12 +145,31 @@ def audit_export(fmt: str):
 @bp.get("/outbox")
 def outbox():
     status = request.args.get("status", "")
+    channel = request.args.get("channel", "")
     query = select(Notification).order_by(Notification.id.desc())
     if status:
         if status not in {s.value for s in Status}:
             abort(400, "Unknown status filter.")
         query = query.where(Notification.status == status)
+    if channel:
+        query = query.where(Notification.channel == channel)
     page = db.paginate(
         query, page=request.args.get("page", 1, type=int), per_page=50, error_out=False
     )
-    return render_template("admin/outbox.html", page=page, status=status, statuses=list(Status))
+    counts = dict(
+        db.session.execute(
+            select(Notification.status, func.count()).group_by(Notification.status)
+        ).all()
+    )
+    channels = db.session.scalars(
+        select(Notification.channel).distinct().order_by(Notification.channel)
+    ).all()
+    return render_template(
+        "admin/outbox.html",
+        page=page,
+        status=status,
+        statuses=list(Status),
+        counts=counts,
+        channel=channel,
+        channels=channels,
+    )
