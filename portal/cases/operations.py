@@ -190,7 +190,7 @@ def expire_if_unaccepted(case_id: int) -> bool:
     case = lock_case(case_id)
     if case.state not in AWAITING_RADIOLOGIST or clock.now() < case.sla_due_at:
         return False
-    withdrawn = _withdraw_offers(case, OfferPurpose.READ)
+    withdrawn = withdraw_offers(case, OfferPurpose.READ)
     transitions.apply(case, "expire", None, withdrawn_from=withdrawn)
     return True
 
@@ -299,7 +299,7 @@ def reassign_case(case_id: int, admin: User, radiologists: Iterable[User]) -> Ca
     """Take the read from whoever holds or was offered it and offer it to ``radiologists``."""
     case = lock_case(case_id)
     move = transitions.find_move(case, "reassign", admin)
-    withdrawn = _withdraw_offers(case, OfferPurpose.READ)
+    withdrawn = withdraw_offers(case, OfferPurpose.READ)
     if case.assignee is not None:
         withdrawn.append(case.assignee)
     case.assignee_id, case.assignee, case.accepted_at = None, None, None
@@ -314,7 +314,7 @@ def cancel_case(case_id: int, user: User, reason: str = "") -> Case:
     """Cancel the case; offers are withdrawn and whoever held it is told."""
     case = lock_case(case_id)
     move = transitions.find_move(case, "cancel", user)
-    withdrawn = _withdraw_offers(case, None)
+    withdrawn = withdraw_offers(case, None)
     withdrawn += [u for u in (case.assignee, case.overreader) if u is not None]
     transitions.record_move(case, move, user, note=reason, withdrawn_from=withdrawn)
     return case
@@ -349,7 +349,7 @@ def request_overread(case_id: int, user: User, note: str = "") -> Case:
     return case
 
 
-def _withdraw_offers(case: Case, purpose: str | None) -> list[User]:
+def withdraw_offers(case: Case, purpose: str | None) -> list[User]:
     now = clock.now()
     withdrawn = []
     for offer in case.open_offers(purpose):
