@@ -438,6 +438,35 @@ def test_an_undelivered_report_keeps_the_error_code(paged_app, fake_twilio, peop
     assert "30003" in row.last_error
 
 
+def test_an_undelivered_page_goes_again_by_slack_while_the_offer_is_open(
+    paged_app, fake_twilio, people
+):
+    make_profile(paged_app, people.rad1, mobile=MOBILE_1, slack="U0RAD1", page_via="sms")
+    make_profile(paged_app, people.rad2, mobile=MOBILE_2, slack="U0RAD2", page_via="sms")
+    case = paged_case(paged_app, people, people.rad1, people.rad2)
+    first, second = outbox(paged_app, kind="case.page", case_id=case.id)
+    fake_twilio.status_callback(
+        paged_app, first.provider_message_id, "undelivered", error_code=30005
+    )
+    cs.accept(paged_app, case, people.rad1)  # rad2's page is no longer wanted
+    fake_twilio.status_callback(paged_app, second.provider_message_id, "failed", error_code=30005)
+    pages = outbox(paged_app, kind="case.page", case_id=case.id)
+    assert [(row.channel, row.recipient) for row in pages] == [
+        ("sms", MOBILE_1),
+        ("sms", MOBILE_2),
+        ("slack", "U0RAD1"),
+    ]
+    assert pages[0].status == Status.FAILED and "fell back to slack" in pages[0].last_error
+    assert pages[1].provider_status == "failed"
+
+
+def test_a_recipient_twilio_refuses_for_good_is_not_retried(paged_app, fake_twilio, people):
+    fake_twilio.fail_next(1, status=400, code=21610)
+    paged_case(paged_app, people)
+    [page] = outbox(paged_app, kind="case.page")
+    assert (page.status, page.attempts) == (Status.FAILED, 1)
+
+
 def test_delivery_reports_for_unknown_sids_or_badly_signed_do_nothing(
     paged_app, fake_twilio, people
 ):

@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import logging
 
-from sqlalchemy import or_, update
+from sqlalchemy import or_, select, update
 
 from portal.extensions import db
+from portal.notifications.dispatcher import fall_back
 from portal.notifications.models import Notification
+from portal.oncall.pages import still_wanted
 
 logger = logging.getLogger(__name__)
 
@@ -58,8 +60,21 @@ def record_delivery_status(message_sid: str, status: str, error_code: str | None
         .values(**values)
         .execution_options(synchronize_session=False)
     )
-    db.session.commit()
     changed = result.rowcount > 0
     if changed and status in FAILED_STATUSES:
         logger.warning("SMS %s was %s (error %s)", message_sid, status, error_code)
+        _fall_back_if_still_wanted(message_sid)
+    db.session.commit()
     return changed
+
+
+def _fall_back_if_still_wanted(message_sid: str) -> None:
+    """An SMS page or link that never arrived goes again on the other channel (Slack)."""
+    row = db.session.scalars(
+        select(Notification).where(
+            Notification.provider_message_id == message_sid, Notification.delivered_via == "sms"
+        )
+    ).first()
+    if row is not None and row.fallback_channel and still_wanted(row):
+        copy = fall_back(row)
+        logger.info("SMS %s undelivered: %s falls back as %s", message_sid, row.id, copy.id)

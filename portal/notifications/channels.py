@@ -23,7 +23,9 @@ logger = logging.getLogger(__name__)
 
 
 class DeliveryError(Exception):
-    """Sending failed in a way worth retrying."""
+    """Sending failed; worth retrying unless ``permanent`` (the provider will never accept it)."""
+
+    permanent = False
 
 
 @dataclass

@@ -134,7 +134,7 @@ def _send(row: Notification, channels: dict[str, Channel]) -> Delivery | Failure
                 return refused
         return channel.send(row)
     except DeliveryError as exc:
-        return Failure(str(exc))
+        return Failure(str(exc), permanent=exc.permanent)
     except Exception as exc:  # a broken channel must not stop the worker or lose the row
         logger.exception("notification %s: channel %r crashed", row.id, row.channel)
         return Failure(f"{exc.__class__.__name__}: {exc}")
@@ -179,7 +179,7 @@ def _schedule_retry(row: Notification, failure: Failure) -> None:
     if row.fallback_channel and (
         failure.permanent or row.attempts >= config["DISPATCH_FALLBACK_AFTER"]
     ):
-        _fall_back(row)
+        fall_back(row)
         return
     if failure.permanent or row.attempts >= config["DISPATCH_MAX_ATTEMPTS"]:
         row.status = Status.FAILED
@@ -191,8 +191,11 @@ def _schedule_retry(row: Notification, failure: Failure) -> None:
     logger.warning("notification %s attempt %s failed; retry in %ss", row.id, row.attempts, backoff)
 
 
-def _fall_back(row: Notification) -> None:
-    """Give ``row`` up and queue the same message on its fallback channel, due now."""
+def fall_back(row: Notification) -> Notification:
+    """Give ``row`` up and queue the same message on its fallback channel, due now.
+
+    The caller commits. :return: the copy.
+    """
     copy = enqueue(
         channel=row.fallback_channel,
         recipient=row.fallback_recipient,
@@ -215,6 +218,7 @@ def _fall_back(row: Notification) -> None:
         row.fallback_channel,
         copy.id,
     )
+    return copy
 
 
 def dispatch_once(channels: dict[str, Channel] | None = None) -> int:

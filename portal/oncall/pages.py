@@ -144,6 +144,20 @@ def pages_of(case: Case, *, user_id: int | None = None, statuses=None) -> list[N
     return db.session.scalars(query.order_by(Notification.id)).all()
 
 
+def still_wanted(row: Notification) -> bool:
+    """Whether a page or link that went astray is worth sending again on another channel.
+
+    A page is, while its radiologist still has an open offer of the case; a link,
+    while they still hold the case. Other messages always are.
+    """
+    case = db.session.get(Case, row.case_id) if row.case_id else None
+    if case is None or row.kind not in (PAGE_KIND, LINK_KIND):
+        return True
+    if row.kind == LINK_KIND:
+        return row.user_id in (case.assignee_id, case.overreader_id)
+    return any(offer.radiologist_id == row.user_id for offer in case.open_offers())
+
+
 def stop_paging(case: Case, reason: str) -> None:
     """Cancel every page and escalation step of ``case`` not sent yet; the caller commits."""
     pending = db.session.scalars(
@@ -191,8 +205,7 @@ def send_link(case: Case, user: User, channel: str) -> Notification | None:
         channel=channel,
         recipient=recipient,
         kind=LINK_KIND,
-        body=f"Overread case {case.number}: your viewing link (single use, "
-        f"valid for a few minutes): {FILL_IN}",
+        body=f"Overread case {case.number}, single-use viewing link: {FILL_IN}",
         user_id=user.id,
         case_id=case.id,
         idempotency_key=f"case:{case.id}:link:{user.id}:{channel}:{now.timestamp()}",
