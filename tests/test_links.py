@@ -19,7 +19,7 @@ from portal.cases.reading_copies import make_reading_copies
 from portal.cases.states import Urgency
 from portal.errors import Conflict
 from portal.extensions import db
-from portal.links import operations
+from portal.links import operations, sessions
 from portal.links.models import ViewerSession, ViewingLink
 from portal.links.operations import LinkRefused, RequestMeta
 from portal.notifications.models import Notification
@@ -34,7 +34,7 @@ OTHER_PIN = "739164"
 WRONG_PIN = "500731"
 PATIENT_NAME = "Jane Roe"
 QUESTION = "Is there a pulmonary embolism?"
-VIEWER_COOKIE = operations.VIEWER_COOKIE
+VIEWER_COOKIE = sessions.VIEWER_COOKIE
 
 
 @dataclass

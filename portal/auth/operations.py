@@ -69,9 +69,9 @@ def authenticate(email: str, password: str) -> User:
         )
         raise AuthenticationFailed("Wrong email or password.")
     now = clock.now()
-    _refuse_if_locked(user, now)
+    refuse_if_locked(user, now)
     if not passwords.verify_password(user.password_hash, password):
-        _count_failure(user, now, "wrong password")
+        count_failure(user, now, "wrong password")
         raise AuthenticationFailed("Wrong email or password.")
     if not user.active:
         record("login.failed", user, target=f"user:{user.id}", reason="deactivated")
@@ -81,7 +81,7 @@ def authenticate(email: str, password: str) -> User:
     return user
 
 
-def _refuse_if_locked(user: User, now: datetime) -> None:
+def refuse_if_locked(user: User, now: datetime) -> None:
     """:raise AuthenticationFailed: the account is locked after too many failures."""
     if user.locked_until is not None and user.locked_until > now:
         record("login.failed", user, target=f"user:{user.id}", reason="locked")
@@ -91,7 +91,7 @@ def _refuse_if_locked(user: User, now: datetime) -> None:
         )
 
 
-def _count_failure(user: User, now: datetime, reason: str) -> None:
+def count_failure(user: User, now: datetime, reason: str) -> None:
     user.failed_logins += 1
     record(
         "login.failed", user, target=f"user:{user.id}", reason=reason, failures=user.failed_logins
@@ -105,10 +105,10 @@ def _count_failure(user: User, now: datetime, reason: str) -> None:
 def check_second_factor(user: User, code: str) -> None:
     """:raise AuthenticationFailed: the TOTP code is wrong or replayed, or the account locked."""
     now = clock.now()
-    _refuse_if_locked(user, now)
+    refuse_if_locked(user, now)
     step = totp.matching_step(user.totp_secret or "", code, user.totp_last_step)
     if step is None:
-        _count_failure(user, now, "wrong code")
+        count_failure(user, now, "wrong code")
         raise AuthenticationFailed("That code is not valid. Codes change every 30 seconds.")
     user.totp_last_step = step
 
@@ -126,18 +126,18 @@ def reauthenticate(user: User, password: str = "", code: str = "") -> str:
     if bool(password) == bool(code):
         raise InvalidInput("Enter either your password or the code from your app.")
     now = clock.now()
-    _refuse_if_locked(user, now)
+    refuse_if_locked(user, now)
     if code:
         if not user.totp_enrolled:
             raise AuthenticationFailed("You have no authenticator app set up; use your password.")
         step = totp.matching_step(user.totp_secret or "", code, user.totp_last_step)
         if step is None:
-            _count_failure(user, now, "wrong code at a re-check")
+            count_failure(user, now, "wrong code at a re-check")
             raise AuthenticationFailed("That code is not valid. Codes change every 30 seconds.")
         user.totp_last_step = step
         return "totp"
     if not passwords.verify_password(user.password_hash, password):
-        _count_failure(user, now, "wrong password at a re-check")
+        count_failure(user, now, "wrong password at a re-check")
         raise AuthenticationFailed("Wrong password.")
     return "password"
 

@@ -29,7 +29,14 @@ from portal.cases.models import Case
 from portal.errors import AuthenticationFailed
 from portal.extensions import db, limiter
 from portal.links import operations
-from portal.links.operations import LinkRefused, RequestMeta, ViewerAccess, ViewerRefused
+from portal.links.operations import LinkRefused, RequestMeta
+from portal.links.sessions import (
+    VIEWER_COOKIE,
+    ViewerAccess,
+    ViewerRefused,
+    end_viewer_session,
+    open_viewer,
+)
 from portal.reports.models import Kind
 from portal.reports.operations import may_write
 from portal.studies.models import Instance, Series, Study
@@ -108,7 +115,7 @@ def redeem(code: str):
 def _set_viewer_cookie(response, token: str) -> None:
     config = current_app.config
     response.set_cookie(
-        operations.VIEWER_COOKIE,
+        VIEWER_COOKIE,
         token,
         max_age=int(config["VIEWER_ABSOLUTE_TIMEOUT"].total_seconds()),
         path="/viewer",
@@ -160,7 +167,7 @@ def _report_url(access: ViewerAccess) -> str | None:
 def viewer(number: str):
     signed_in = _meta().signed_in
     try:
-        access = operations.open_viewer(number, signed_in)
+        access = open_viewer(number, signed_in)
     except ViewerRefused as refusal:
         return _ended_page(refusal)
     db.session.commit()
@@ -179,19 +186,19 @@ def _ended_page(refusal: ViewerRefused):
     page = render_template("links/ended.html", refusal=refusal, number=refusal.case_number)
     response = current_app.make_response((page, refusal.status_code))
     if refusal.session_dead:
-        response.delete_cookie(operations.VIEWER_COOKIE, path="/viewer")
+        response.delete_cookie(VIEWER_COOKIE, path="/viewer")
     return response
 
 
 @bp.post("/viewer/<number>/end")
 def end(number: str):
     if EndForm().validate_on_submit():
-        operations.end_viewer_session()
+        end_viewer_session()
         db.session.commit()
     response = current_app.make_response(
         render_template("links/ended.html", refusal=None, number=_known_number(number))
     )
-    response.delete_cookie(operations.VIEWER_COOKIE, path="/viewer")
+    response.delete_cookie(VIEWER_COOKIE, path="/viewer")
     return response
 
 
