@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 from flask import Flask
@@ -21,12 +20,9 @@ def create_app(config: dict | None = None) -> Flask:
 
     app.config.update(load_config(app.instance_path, config))
     Path(app.instance_path).mkdir(parents=True, exist_ok=True)
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
+    from portal import database, errors_web, logs, models, security, storage
 
-    from portal import database, errors_web, models, security, storage
+    logs.init_logging()
     from portal.extensions import csrf, db, limiter, login_manager, migrate
 
     database.init_app(app)

@@ -407,7 +407,7 @@ def test_an_offered_radiologist_sees_only_the_summary(app, people, offered):
     assert "<dd>MR</dd>" in page and "50-59" in page and "Accept" in page and "Decline" in page
     for secret in ("Jane", "Roe", "1970", "Secret question", "Secret history", "prior.pdf"):
         assert secret not in page
-    assert DICOM_NAME not in page and "Timeline" not in page
+    assert DICOM_NAME not in page and "Timeline" not in page and "/viewer/" not in page
     assert client.get(attachment_path(app, offered), buffered=True).status_code == 404
     listing = text(client.get("/cases/"))
     assert f"Case {offered.number}" in listing and "Urgent MR" in listing
@@ -442,6 +442,8 @@ def test_the_reader_sees_the_whole_case_once_accepted(app, people, offered):
     assert "Jane Roe" in page and "1970-05-17" in page and "Secret question?" in page
     assert "prior.pdf" in page and "Accepted by Dr Rad One" in page
     assert client.get(attachment_path(app, offered), buffered=True).status_code == 200
+    assert f'href="/viewer/{offered.number}"' in page
+    assert client.get(f"/viewer/{offered.number}").status_code == 200  # through the sign-in
 
 
 # --- buttons ------------------------------------------------------------------------------
