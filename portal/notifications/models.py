@@ -45,7 +45,7 @@ class Notification(db.Model):
     # A row this one is about (a "taken" update refers to the page it replaces).
     refers_to_id: Mapped[int | None] = mapped_column(index=True)
     delivered_via: Mapped[str | None] = mapped_column(String(20))
-    provider_message_id: Mapped[str | None] = mapped_column(String(100))
+    provider_message_id: Mapped[str | None] = mapped_column(String(100), index=True)
     provider_status: Mapped[str | None] = mapped_column(String(40))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
