@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from datetime import time
+
 import click
 from flask import current_app
 from flask.cli import with_appcontext
 from pydicom.data import get_testdata_file
 from sqlalchemy import select
 
+from portal import clock
 from portal.auth import operations
 from portal.auth.models import Role
 from portal.cases.forms import CONSENT_TEXT
@@ -15,9 +18,14 @@ from portal.cases.models import Case
 from portal.cases.operations import CaseRequest, offer_case, submit_case
 from portal.cases.states import Subspecialty, Urgency
 from portal.extensions import db
+from portal.links.pin import set_pin
+from portal.oncall.models import Schedule
+from portal.oncall.profiles import profile_for
+from portal.oncall.schedule_edits import LayerSpec, add_layer, create_schedule, set_layer_members
 from portal.studies.ingest import ingest_file
 from portal.studies.models import Study
 
+DEMO_PIN = "468024"
 DEMO_ACCOUNTS = (
     ("patient@demo.example.org", "Pat Demo", Role.PATIENT, "demo-patient-pass"),
     ("physician@demo.example.org", "Dr Phil Demo", Role.PHYSICIAN, "demo-physician-pass"),
@@ -36,12 +44,37 @@ def demo_command() -> None:
         if operations.find_user(email) is None:
             operations.create_user(email, name, role, password)
     db.session.commit()
+    _on_call_rota()
     number = _sample_case()
     if number:
         click.echo(f"Sample case {number}: the demo patient's CT, offered to the demo radiologist.")
     click.echo("Demo logins (radiologist and admin enrol an authenticator app at first sign-in):")
     for email, _, role, password in DEMO_ACCOUNTS:
         click.echo(f"  {role.value:<12} {email:<34} {password}")
+    click.echo(
+        f"The demo radiologist is on call (General) and opens viewing links with PIN {DEMO_PIN}."
+    )
+
+
+def _on_call_rota() -> None:
+    """Put the demo radiologist on call for general cases (once), with a viewer PIN.
+
+    Without Slack or Twilio configured, pages stay on the log channel: the admin
+    outbox page shows them, and the viewing link a page leads to.
+    """
+    if db.session.scalar(select(Schedule.id)) is not None:
+        return
+    admin = operations.find_user(DEMO_ACCOUNTS[3][0])
+    radiologist = operations.find_user(DEMO_ACCOUNTS[2][0])
+    profile = profile_for(radiologist)
+    profile.subspecialties = "general,body"
+    set_pin(profile, DEMO_PIN)
+    db.session.add(profile)
+    schedule = create_schedule(admin, "General on call", Subspecialty.GENERAL, "UTC")
+    today = clock.now().date()
+    layer = add_layer(admin, schedule, LayerSpec("Primary", 1, 7, today, time(0, 0)))
+    set_layer_members(admin, layer, [radiologist.id])
+    db.session.commit()
 
 
 def _sample_case() -> str | None:

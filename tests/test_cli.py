@@ -13,12 +13,15 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from portal import ROOT
+from portal import ROOT, clock
 from portal.auth.api_tokens import user_for_api_token
 from portal.auth.models import ApiToken, User
 from portal.cases.models import Case
-from portal.demo import DEMO_ACCOUNTS
+from portal.demo import DEMO_ACCOUNTS, DEMO_PIN
 from portal.extensions import db
+from portal.links.pin import pin_matches
+from portal.oncall.models import PagingProfile, Schedule
+from portal.oncall.schedules import on_call
 from tests.conftest import PASSWORD, csrf_token
 
 
@@ -145,6 +148,12 @@ def test_demo_prints_logins_and_is_idempotent(app, runner, client):
         assert "Sample case" not in outputs[1]
     email, _, _, password = DEMO_ACCOUNTS[0]
     assert sign_in(client, email, password) == 302  # the printed login works on the form
+    with app.app_context():
+        (schedule,) = db.session.scalars(select(Schedule)).all()
+        (shift,) = on_call(schedule, clock.now())
+        assert shift.user.email == DEMO_ACCOUNTS[2][0]
+        assert pin_matches(db.session.get(PagingProfile, shift.user.id), DEMO_PIN)
+    assert f"PIN {DEMO_PIN}" in outputs[0]
 
 
 def test_demo_refuses_to_run_in_production(make_app, monkeypatch):
