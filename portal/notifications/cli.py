@@ -16,7 +16,7 @@ logger = logging.getLogger(__name__)
 
 @click.command("dispatch")
 @click.option("--once", is_flag=True, help="Send what is due now, then exit.")
-@click.option("--poll", default=1.0, show_default=True, help="Seconds between passes.")
+@click.option("--poll", default=0.5, show_default=True, help="Seconds between passes.")
 @with_appcontext
 def dispatch_command(once: bool, poll: float) -> None:
     """Deliver due notifications until stopped."""

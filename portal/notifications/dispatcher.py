@@ -230,9 +230,11 @@ def dispatch_once(channels: dict[str, Channel] | None = None) -> int:
     return handled
 
 
-def run_forever(stop: threading.Event, poll_seconds: float = 1.0) -> None:
+def run_forever(
+    stop: threading.Event, poll_seconds: float = 1.0, channels: dict[str, Channel] | None = None
+) -> None:
     """Dispatch until ``stop`` is set; errors are logged and the loop goes on."""
-    channels = build_channels(current_app.config)
+    channels = channels if channels is not None else build_channels(current_app.config)
     while not stop.is_set():
         try:
             dispatch_once(channels)
