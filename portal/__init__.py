@@ -62,6 +62,7 @@ def _register_blueprints(app: Flask) -> None:
     from portal.home import bp as home_bp
     from portal.links.web import bp as links_bp
     from portal.oncall.web import bp as oncall_bp
+    from portal.viewer.web import bp as viewer_bp
     from portal.reports.views import bp as reports_bp
     from portal.shares.views import bp as shares_bp
     from portal.studies.upload_views import bp as uploads_bp
@@ -79,6 +80,7 @@ def _register_blueprints(app: Flask) -> None:
         shares_bp,
         oncall_bp,
         links_bp,
+        viewer_bp,
     )
     for blueprint in blueprints:
         app.register_blueprint(blueprint)

@@ -1,0 +1,1 @@
+"""The mobile viewer's server side: the manifest of a case's images and rendered frames."""
