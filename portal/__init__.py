@@ -56,16 +56,21 @@ def _register_blueprints(app: Flask) -> None:
     from portal.auth.account_views import bp as account_bp
     from portal.auth.views import bp as auth_bp
     from portal.cases.views import bp as cases_bp
-    from portal.dicomweb import qido, stow, wado  # noqa: F401 - their routes join the blueprint
+    from portal.dicomweb import (  # noqa: F401 - their routes join the blueprint
+        qido,
+        rendered,
+        stow,
+        wado,
+    )
     from portal.dicomweb.blueprint import bp as dicomweb_bp
     from portal.health import bp as health_bp
     from portal.home import bp as home_bp
     from portal.links.web import bp as links_bp
     from portal.oncall.web import bp as oncall_bp
-    from portal.viewer.web import bp as viewer_bp
     from portal.reports.views import bp as reports_bp
     from portal.shares.views import bp as shares_bp
     from portal.studies.upload_views import bp as uploads_bp
+    from portal.viewer.web import bp as viewer_bp
 
     blueprints = (
         home_bp,

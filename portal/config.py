@@ -153,6 +153,8 @@ def load_config(instance_path: str, overrides: dict | None = None) -> dict:
         "ATTACHMENT_MAX_MB": _int_env("ATTACHMENT_MAX_MB", 20),
         "SHARE_DAYS": _int_env("SHARE_DAYS", 14),
         "SPOOL_DIR": _env("SPOOL_DIR") or str(instance / "spool"),
+        "RENDER_CACHE_DIR": _env("RENDER_CACHE_DIR") or str(instance / "render-cache"),
+        "RENDER_CACHE_MAX_MB": _int_env("RENDER_CACHE_MAX_MB", 512),
         "INGEST_MAX_FILE_MB": _int_env("INGEST_MAX_FILE_MB", 1024),
         "STOW_MAX_REQUEST_MB": _int_env("STOW_MAX_REQUEST_MB", 8192),
         "INGEST_MAX_PIXELS": _int_env("INGEST_MAX_PIXELS", 1_000_000_000),

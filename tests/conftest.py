@@ -75,6 +75,7 @@ def base_config(tmp_path: Path, database_url: str) -> dict:
         "SQLALCHEMY_DATABASE_URI": database_url,
         "STORAGE_URL": (tmp_path / "storage").as_uri(),
         "SPOOL_DIR": str(tmp_path / "spool"),
+        "RENDER_CACHE_DIR": str(tmp_path / "render-cache"),
         "BASE_URL": "http://127.0.0.1:5000",
         "ARGON2_TIME_COST": 1,
         "ARGON2_MEMORY_KIB": 8192,

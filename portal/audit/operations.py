@@ -41,9 +41,17 @@ def _content_hash(event: AuditEvent) -> str:
     return hashlib.sha256(encoded).hexdigest()
 
 
-def _last_event() -> AuditEvent | None:
+def lock_chain() -> None:
+    """Hold the audit chain's append lock until the transaction ends (PostgreSQL).
+
+    SQLite needs nothing: every transaction there begins IMMEDIATE, holding the write lock.
+    """
     if db.session.get_bind().dialect.name == "postgresql":
         db.session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _CHAIN_LOCK_KEY})
+
+
+def _last_event() -> AuditEvent | None:
+    lock_chain()
     return db.session.scalars(select(AuditEvent).order_by(AuditEvent.seq.desc()).limit(1)).first()
 
 
