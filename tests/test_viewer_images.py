@@ -38,7 +38,7 @@ from tests.conftest import AuthActions, csrf_token
 from tests.paging_support import PIN, make_profile
 
 QUESTION = "Is there a pulmonary embolism?"
-#: Instance numbers 1..5 lie at these heights: the stack order is 1, 3, 2, 5, 4.
+#: Instance numbers 1..5 lie at these heights: the stack order, head first, is 4, 5, 2, 3, 1.
 HEIGHTS = (0.0, 20.0, 10.0, 40.0, 30.0)
 
 
@@ -203,9 +203,9 @@ def test_manifest_through_a_viewer_session(app, client, people, case):
     series = {s["modality"]: s for study in body["studies"] for s in study["series"]}
     ct, us = series["CT"], series["US"]
     assert ct["images"] == 5 and not ct["multiframe"]
-    assert [i["number"] for i in ct["instances"]] == [1, 3, 2, 5, 4]  # along the slice normal
+    assert [i["number"] for i in ct["instances"]] == [4, 5, 2, 3, 1]  # head first
     first = ct["instances"][0]
-    assert first["position"] == [-100.0, -100.0, 0.0] and first["slice_location"] == 0.0
+    assert first["position"] == [-100.0, -100.0, 40.0] and first["slice_location"] == 40.0
     assert first["spacing"] == [0.7, 0.7] and first["spacing_kind"] == "pixel"
     assert first["thickness"] == 2.5 and first["frames"] == 1 and first["frame_time_ms"] is None
     assert first["rows"] == first["columns"] == 32

@@ -15,8 +15,9 @@ The shape is a contract with the viewer UI::
 
 ``url`` holds a literal ``{frame}`` for the 1-based frame number. The ``auto``
 preset has ``center`` and ``width`` null: ask for it with ``window=auto``.
-Instances are in stack order: by Image Position (Patient) along the slice normal
-when every instance has one, else by Instance Number.
+Instances are in stack order: by Image Position (Patient) against the slice normal
+(an axial stack from head to feet, as radiologists read it) when every instance
+has one, else by Instance Number.
 """
 
 from __future__ import annotations
@@ -194,7 +195,7 @@ def stack_order(rows: list[InstanceRow], facts: dict[str, InstanceFacts]) -> lis
     def along(row: InstanceRow) -> tuple[float, int]:
         position = facts[row.image.sha256].position
         distance = sum(p * n for p, n in zip(position, normal, strict=True))
-        return distance, rank[row.image.instance_id]
+        return -distance, rank[row.image.instance_id]  # the head (highest z) first
 
     ordered = sorted(rows, key=along)
     if len({round(along(r)[0], 3) for r in rows}) < len(rows) // 2 + 1:
