@@ -2,11 +2,14 @@
 
 Generates a synthetic CT series (512x512, 16-bit, explicit VR little endian), starts
 Overread under gunicorn on loopback with its own SQLite database and storage folder,
-and reports instances/s, MB/s and the server's peak resident memory. When Debian's
+and reports instances/s, MB/s and the server's peak resident memory. STOW-RS runs
+one instance per request (sequential, then concurrent clients) and then, as most
+STOW-RS clients send a study, ``--per-request`` instances per request. When Debian's
 ``orthanc`` and ``orthanc-dicomweb`` are installed, Orthanc gets the same files over
 the same transports in the same run.
 
-    .venv/bin/python scripts/bench_ingest.py [--slices 300] [--clients 4] [--no-orthanc]
+    .venv/bin/python scripts/bench_ingest.py [--slices 300] [--clients 4] [--per-request 50]
+        [--no-orthanc]
 
 Only loopback addresses are used; every loop is bounded by the number of slices.
 """
@@ -102,9 +105,9 @@ def wait_http(url: str, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
-            if requests.get(url, timeout=2).status_code < 500:
+            if requests.get(url, timeout=5).status_code < 500:
                 return
-        except requests.ConnectionError:
+        except requests.RequestException:  # not listening yet, or busy starting
             pass
         time.sleep(0.2)
     raise RuntimeError(f"{url} did not answer within {timeout}s")
@@ -201,7 +204,7 @@ def start_overread(work: Path) -> tuple[Server, subprocess.Popen | None]:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    wait_http(f"http://127.0.0.1:{port}/healthz")
+    wait_or_stop([web], lambda: wait_http(f"http://127.0.0.1:{port}/healthz"))
     dicom_port = free_port()
     listener = subprocess.Popen(
         [*flask, "dicom", "listen", "--port", str(dicom_port), "--ae-title", "OVERREAD"],
@@ -210,7 +213,7 @@ def start_overread(work: Path) -> tuple[Server, subprocess.Popen | None]:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    wait_port(dicom_port)
+    wait_or_stop([listener, web], lambda: wait_port(dicom_port))
     server = Server(
         "Overread",
         f"http://127.0.0.1:{port}/dicomweb/studies",
@@ -242,7 +245,7 @@ def start_orthanc(work: Path) -> Server:
     process = subprocess.Popen(
         [ORTHANC, str(work / "orthanc.json")], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
-    wait_http(f"http://127.0.0.1:{http_port}/system")
+    wait_or_stop([process], lambda: wait_http(f"http://127.0.0.1:{http_port}/system"))
     return Server(
         "Orthanc",
         f"http://127.0.0.1:{http_port}/dicom-web/studies",
@@ -251,6 +254,17 @@ def start_orthanc(work: Path) -> Server:
         process,
         ae_title="ORTHANC",
     )
+
+
+def wait_or_stop(processes: list[subprocess.Popen], wait: Callable[[], None]) -> None:
+    """Wait for a server to answer; stop ``processes`` if it never does."""
+    try:
+        wait()
+    except BaseException:
+        for process in processes:
+            process.terminate()
+            process.wait(30)
+        raise
 
 
 def wait_port(port: int, timeout: float = 60) -> None:
@@ -264,31 +278,37 @@ def wait_port(port: int, timeout: float = 60) -> None:
 
 
 # --- transports -----------------------------------------------------------------
-def stow_one(server: Server, path: Path, session: requests.Session) -> None:
+def stow_one(server: Server, paths: list[Path], session: requests.Session) -> None:
+    """Send ``paths`` in one STOW-RS request."""
     boundary = uuid.uuid4().hex
     body = (
-        f"--{boundary}\r\nContent-Type: application/dicom\r\n\r\n".encode()
-        + path.read_bytes()
-        + f"\r\n--{boundary}--\r\n".encode()
+        b"".join(
+            f"--{boundary}\r\nContent-Type: application/dicom\r\n\r\n".encode()
+            + path.read_bytes()
+            + b"\r\n"
+            for path in paths
+        )
+        + f"--{boundary}--\r\n".encode()
     )
     headers = {
         **server.headers,
         "Content-Type": f'multipart/related; type="application/dicom"; boundary={boundary}',
     }
-    response = session.post(server.stow_url, data=body, headers=headers, timeout=120)
+    response = session.post(server.stow_url, data=body, headers=headers, timeout=600)
     if response.status_code != 200:
         raise RuntimeError(f"{server.name} STOW answered {response.status_code}")
 
 
-def stow_all(server: Server, paths: list[Path], clients: int) -> None:
+def stow_all(server: Server, paths: list[Path], clients: int, per_request: int = 1) -> None:
+    """Send ``paths`` from ``clients`` threads, ``per_request`` instances in each request."""
     chunks = [paths[i::clients] for i in range(clients)]
     errors: list[BaseException] = []
 
     def worker(files: list[Path]) -> None:
         with requests.Session() as session:
             try:
-                for path in files:
-                    stow_one(server, path, session)
+                for start in range(0, len(files), per_request):
+                    stow_one(server, files[start : start + per_request], session)
             except BaseException as exc:  # report after the run
                 errors.append(exc)
 
@@ -344,7 +364,12 @@ def measure(label: str, server: Server, paths: list[Path], send: Callable) -> di
 
 
 def bench_server(
-    server: Server, series: list[Path], work: Path, clients: int, listener_pid: int | None
+    server: Server,
+    series: list[Path],
+    work: Path,
+    clients: int,
+    per_request: int,
+    listener_pid: int | None,
 ) -> list[dict]:
     rows = []
     sequential = fresh_copies(series, work / f"{server.name}-seq")
@@ -360,6 +385,16 @@ def bench_server(
             lambda: stow_all(server, parallel, clients),
         )
     )
+    if per_request > 1:
+        batched = fresh_copies(series, work / f"{server.name}-batched")
+        rows.append(
+            measure(
+                f"STOW-RS {per_request}/request",
+                server,
+                batched,
+                lambda: stow_all(server, batched, 1, per_request),
+            )
+        )
     pushed = fresh_copies(series, work / f"{server.name}-cstore")
     target = (
         server
@@ -381,6 +416,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--slices", type=int, default=300)
     parser.add_argument("--clients", type=int, default=4)
+    parser.add_argument(
+        "--per-request",
+        type=int,
+        default=50,
+        help="instances per STOW-RS request in the batched run (1: no batched run)",
+    )
     parser.add_argument("--no-orthanc", action="store_true")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="overread-bench-") as tmp:
@@ -388,18 +429,18 @@ def main() -> None:
         series = make_series(work / "series", args.slices)
         size = sum(p.stat().st_size for p in series) / 1e6
         print(f"{args.slices} CT slices, 512x512 16-bit, {size:.0f} MB per run", flush=True)
-        rows = _run_overread(work, series, args.clients)
+        rows = _run_overread(work, series, args.clients, args.per_request)
         if not args.no_orthanc and Path(ORTHANC).exists():
-            rows += _run_orthanc(work, series, args.clients)
+            rows += _run_orthanc(work, series, args.clients, args.per_request)
         elif not args.no_orthanc:
             print("Orthanc not installed (apt-get install orthanc orthanc-dicomweb): skipped")
         print(json.dumps(rows, indent=1))
 
 
-def _run_overread(work: Path, series: list[Path], clients: int) -> list[dict]:
+def _run_overread(work: Path, series: list[Path], clients: int, per_request: int) -> list[dict]:
     server, listener = start_overread(work / "overread")
     try:
-        return bench_server(server, series, work, clients, listener.pid if listener else None)
+        return bench_server(server, series, work, clients, per_request, listener.pid)
     finally:
         for process in (server.process, listener):
             if process:
@@ -407,10 +448,10 @@ def _run_overread(work: Path, series: list[Path], clients: int) -> list[dict]:
                 process.wait(30)
 
 
-def _run_orthanc(work: Path, series: list[Path], clients: int) -> list[dict]:
+def _run_orthanc(work: Path, series: list[Path], clients: int, per_request: int) -> list[dict]:
     server = start_orthanc(work)
     try:
-        return bench_server(server, series, work, clients, None)
+        return bench_server(server, series, work, clients, per_request, None)
     finally:
         server.process.terminate()
         server.process.wait(30)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from io import BytesIO
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,7 @@ from portal.auth.models import User
 from portal.dicomweb import stow
 from portal.extensions import db
 from tests import harness
+from tests.ingest_support import index_counts
 
 CT = get_testdata_file("CT_small.dcm")
 MR = get_testdata_file("MR_small.dcm")
@@ -229,6 +231,33 @@ def test_stow_keeps_good_parts_and_names_bad_ones(server, token_for, owner):
     assert reasons == [0xC000, 0xC000]
 
 
+def test_stow_sorts_out_copies_within_one_request(app, server, token_for, owner):
+    original = Path(CT).read_bytes()
+    ds = dcmread(CT)
+    ds.PatientName = "Other^Copy"
+    other = part10_bytes(ds)
+    response = _post_parts(
+        server,
+        token_for(owner),
+        [("application/dicom", data) for data in (original, original, other, b"junk")],
+    )
+    assert response.status_code == 202
+    body = response.json()
+    referenced = [item["00081155"]["Value"][0] for item in body["00081199"]["Value"]]
+    assert referenced == [ds.SOPInstanceUID] * 2  # the copy is a duplicate: stored already
+    reasons = [item["00081197"]["Value"][0] for item in body["00081198"]["Value"]]
+    assert reasons == [stow.PROCESSING_FAILURE, stow.CANNOT_UNDERSTAND]
+    with app.app_context():
+        assert index_counts()["instances"] == 1
+
+
+def part10_bytes(ds) -> bytes:
+    """Return ``ds`` written as a DICOM Part 10 file."""
+    buffer = BytesIO()
+    ds.save_as(buffer, enforce_file_format=True)
+    return buffer.getvalue()
+
+
 def test_stow_with_only_bad_parts_is_409(server, token_for, owner):
     response = _post_parts(server, token_for(owner), [("application/dicom", b"junk")])
     assert response.status_code == 409
@@ -274,13 +303,13 @@ def test_stow_parts_are_spooled_under_the_spool_folder_and_cleaned_up(
     app, server, token_for, owner, monkeypatch
 ):
     seen = []
-    real_ingest = stow.ingest_file
+    real_ingest = stow.ingest_files
 
-    def spy(path, *args, **kwargs):
-        seen.append(Path(path))
-        return real_ingest(path, *args, **kwargs)
+    def spy(paths, *args, **kwargs):
+        seen.extend(map(Path, paths))
+        return real_ingest(paths, *args, **kwargs)
 
-    monkeypatch.setattr(stow, "ingest_file", spy)
+    monkeypatch.setattr(stow, "ingest_files", spy)
     response = _post_parts(server, token_for(owner), [("application/dicom", Path(CT).read_bytes())])
     assert response.status_code == 200
     spool = Path(app.config["SPOOL_DIR"])

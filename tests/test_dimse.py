@@ -364,14 +364,13 @@ def test_bad_data_is_refused_and_nothing_stored(running, tmp_path, make_bad):
 
 
 def test_storage_failure_answers_out_of_resources(running, caplog):
-    scratch = Path(running.app.config["STORAGE_URL"].removeprefix("file://")) / ".tmp"
-    shutil.rmtree(scratch)
-    scratch.write_bytes(b"")  # the store's scratch folder is now a file: writes fail
+    blobs = Path(running.app.config["STORAGE_URL"].removeprefix("file://")) / "instances"
+    shutil.rmtree(blobs, ignore_errors=True)  # empty folders: the index was cleared
+    blobs.write_bytes(b"")  # the store's instance folder is now a file: writes fail
     try:
         answer = store(running.port, Path(get_testdata_file("CT_small.dcm")))
     finally:
-        scratch.unlink()
-        scratch.mkdir()
+        blobs.unlink()
 
     assert answer.Status == 0xA700
     assert "C-STORE from MODALITY failed" in caplog.text

@@ -24,7 +24,7 @@ from portal.audit.models import AuditEvent
 from portal.auth import operations
 from portal.extensions import db
 from portal.storage import get_storage
-from portal.studies import dicomfile, index, pipeline
+from portal.studies import batch, dicomfile, index
 from portal.studies.ingest import IngestStatus, ingest_file
 from portal.studies.models import Instance, Patient, Series, Study
 from tests.conftest import base_config
@@ -481,18 +481,18 @@ def test_a_failed_commit_removes_the_blob(app, owner, tmp_path, monkeypatch):
     path = write_dicom(tmp_path / "a.dcm")
     with app.app_context():
         storage, session_class = get_storage(), type(db.session())
-        put_keys, real_put, real_commit = [], storage.put_file, session_class.commit
+        put_keys, real_put, real_commit = [], storage.put_files, session_class.commit
 
-        def put_file(key, source):
-            real_put(key, source)
-            put_keys.append(key)
+        def put_files(blobs, **kwargs):
+            real_put(blobs, **kwargs)
+            put_keys.extend(key for key, _ in blobs)
 
         def commit(session):
             if put_keys:
                 raise OperationalError("COMMIT", {}, Exception("disk I/O error"))
             real_commit(session)
 
-        monkeypatch.setattr(storage, "put_file", put_file)
+        monkeypatch.setattr(storage, "put_files", put_files)
         monkeypatch.setattr(session_class, "commit", commit)
         with pytest.raises(OperationalError):
             ingest_file(path, owner)
@@ -577,17 +577,16 @@ def ingest_file_in(app, path: Path, owner):
 @pytest.mark.parametrize("app", ["postgresql"], indirect=True)
 def test_racing_copies_of_one_instance_store_it_once(app, owner, tmp_path, monkeypatch):
     path = write_dicom(tmp_path / "a.dcm")
-    both_new, real_known = threading.Barrier(2, timeout=20), pipeline._known_result
+    both_stored, real_put = threading.Barrier(2, timeout=20), batch._put_blobs
     waited = threading.local()
 
-    def known_result(*args):
-        result = real_known(*args)
-        if result is None and not getattr(waited, "done", False):
+    def put_blobs(*args):
+        real_put(*args)
+        if not getattr(waited, "done", False):
             waited.done = True
-            both_new.wait()
-        return result
+            both_stored.wait()  # both blobs are stored; both rows are still to come
 
-    monkeypatch.setattr(pipeline, "_known_result", known_result)
+    monkeypatch.setattr(batch, "_put_blobs", put_blobs)
     results = _in_threads(app, [lambda: ingest_file(path, owner)] * 2)
     assert sorted(r.status for r in results) == [IngestStatus.ACCEPTED, IngestStatus.DUPLICATE]
     with app.app_context():

@@ -13,6 +13,7 @@ import pytest
 from botocore.exceptions import ClientError, NoCredentialsError
 
 from portal.errors import StorageError
+from portal.storage import local as local_module
 from portal.storage import open_storage
 from portal.storage import s3 as s3_module
 from portal.storage.base import BlobNotFound
@@ -98,6 +99,13 @@ def test_unsafe_keys_are_refused(storage, tmp_path, key):
             action()
 
 
+@pytest.mark.parametrize("move", [False, True], ids=["copy", "move"])
+def test_put_files_stores_a_batch(storage, tmp_path, move):
+    blobs = [(f"batch/{n}", a_file(tmp_path, f"blob {n}".encode())) for n in range(3)]
+    storage.put_files(blobs, move=move)
+    assert [read(storage, key) for key, _ in blobs] == [b"blob 0", b"blob 1", b"blob 2"]
+
+
 def test_check(storage):
     storage.check()
 
@@ -118,6 +126,75 @@ def test_failed_local_put_leaves_nothing(tmp_path, monkeypatch):
     assert read(storage, "k") == b"old"
     assert not storage.exists("new")
     assert list(storage.iter_keys()) == ["k"]
+    assert list((tmp_path / "blobs" / ".tmp").iterdir()) == []
+
+
+def test_local_batch_moves_files_in_and_syncs_each_folder_once(tmp_path, monkeypatch):
+    storage = LocalStorage(str(tmp_path / "blobs"))
+    synced = []
+    real_sync = local_module._fsync_dir
+    monkeypatch.setattr(
+        local_module, "_fsync_dir", lambda folder: (synced.append(folder), real_sync(folder))
+    )
+    sources = [a_file(tmp_path, f"blob {n}".encode()) for n in range(3)]
+    storage.put_files([(f"new/{n}", source) for n, source in enumerate(sources)], move=True)
+    assert not any(source.exists() for source in sources)
+    assert read(storage, "new/2") == b"blob 2"
+    assert os.stat(tmp_path / "blobs" / "new" / "0").st_mode & 0o777 == 0o600
+    assert sorted(synced) == [tmp_path / "blobs", tmp_path / "blobs" / "new"]
+
+
+def test_local_batch_syncs_every_file_before_naming_any(tmp_path, monkeypatch):
+    storage = LocalStorage(str(tmp_path / "blobs"))
+    events = []
+    real_sync, real_rename = local_module._sync_file, local_module._rename_into_place
+
+    def sync_file(key, path, target):
+        events.append("sync")
+        real_sync(key, path, target)
+
+    def rename_into_place(path, target):
+        events.append("rename")
+        return real_rename(path, target)
+
+    monkeypatch.setattr(local_module, "_sync_file", sync_file)
+    monkeypatch.setattr(local_module, "_rename_into_place", rename_into_place)
+    sources = [a_file(tmp_path, f"blob {n}".encode()) for n in range(3)]
+    storage.put_files([(f"k{n}", source) for n, source in enumerate(sources)], move=True)
+    assert events == ["sync"] * 3 + ["rename"] * 3
+
+
+def test_local_batch_names_the_blob_that_could_not_be_synced(tmp_path, monkeypatch):
+    storage = LocalStorage(str(tmp_path / "blobs"))
+    sources = [a_file(tmp_path, f"blob {n}".encode()) for n in range(3)]
+    real_fsync, synced = os.fsync, []
+
+    def fsync(fd):
+        if len(synced) == 1:
+            raise OSError(5, "Input/output error")
+        synced.append(fd)
+        real_fsync(fd)
+
+    monkeypatch.setattr(local_module.os, "fsync", fsync)
+    monkeypatch.setattr(local_module, "SYNC_THREADS", 1)
+    with pytest.raises(StorageError, match="could not store blob 'k1': Input/output error"):
+        storage.put_files([(f"k{n}", source) for n, source in enumerate(sources)], move=True)
+    assert list(storage.iter_keys()) == []  # nothing was named before every file was synced
+
+
+def test_local_move_across_file_systems_copies(tmp_path, monkeypatch):
+    storage = LocalStorage(str(tmp_path / "blobs"))
+    source = a_file(tmp_path, b"from another disk")
+    real_replace = os.replace
+
+    def replace(src, dst):
+        if Path(src) == source:
+            raise OSError(18, "Invalid cross-device link")
+        real_replace(src, dst)
+
+    monkeypatch.setattr(local_module.os, "replace", replace)
+    storage.put_files([("k", source)], move=True)
+    assert read(storage, "k") == b"from another disk"
     assert list((tmp_path / "blobs" / ".tmp").iterdir()) == []
 
 

@@ -19,26 +19,52 @@ from portal.studies.ingest import IngestStatus, ingest_file
 from portal.studies.models import Instance
 from tests.ingest_support import app_with_owner, index_counts, stored_keys, write_dicom
 
-# Ingest one file in a process that dies (SIGKILL) the moment its blob is stored.
+# Ingest a batch of files in a process that dies (SIGKILL) at a chosen moment:
+# between two of its blobs, once all its blobs are durable, or right after its commit.
 KILLED_INGEST = """
 import json, os, signal, sys
+from sqlalchemy import event
 from portal import create_app
 from portal.auth.models import User
 from portal.extensions import db
-from portal.studies.ingest import ingest_file
+from portal.storage import local
+from portal.studies.ingest import ingest_files
 
-app = create_app(json.loads(sys.argv[1]))
+config, where, owner_id, *paths = sys.argv[1:]
+app = create_app(json.loads(config))
+
+
+def die(*args, **kwargs):
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
 with app.app_context():
     storage = app.extensions["overread_storage"]
-    put_file = storage.put_file
+    if where == "between_blobs":
+        rename, renamed = local._rename_into_place, []
 
-    def put_then_die(key, path):
-        put_file(key, path)
-        os.kill(os.getpid(), signal.SIGKILL)
+        def rename_one_then_die(path, target):
+            if renamed:
+                die()
+            renamed.append(rename(path, target))
+            return renamed[-1]
 
-    storage.put_file = put_then_die
-    ingest_file(sys.argv[2], db.session.get(User, int(sys.argv[3])))
+        local._rename_into_place = rename_one_then_die
+    elif where == "after_blobs":
+        put_files = storage.put_files
+        storage.put_files = lambda blobs, **kwargs: (put_files(blobs, **kwargs), die())
+    else:
+        indexed = []
+
+        def note_rows(conn, cursor, statement, *args):
+            if statement.startswith("INSERT INTO instances"):
+                indexed.append(statement)
+
+        event.listen(db.engine, "before_cursor_execute", note_rows)
+        event.listen(db.session(), "after_commit", lambda session: indexed and die())
+    ingest_files(paths, db.session.get(User, int(owner_id)), via="test")
 """
+OTHER_STUDY = "1.2.826.0.1.3680043.8.498.2"
 
 
 @pytest.fixture
@@ -89,15 +115,32 @@ def test_a_missing_blob_is_reported(app, stored):
         assert index_counts()["instances"] == 3  # repairing orphans touches nothing else
 
 
-def test_a_killed_ingest_leaves_an_orphan_that_repair_removes(app, stored, create_user, tmp_path):
+@pytest.mark.parametrize(
+    ("where", "indexed", "orphaned"),
+    [("between_blobs", 0, 1), ("after_blobs", 0, 3), ("after_commit", 3, 0)],
+)
+def test_a_killed_batch_leaves_no_half_instance_and_orphans_repair_removes(
+    app, stored, create_user, tmp_path, where, indexed, orphaned
+):
     owner = create_user("physician")
-    path = write_dicom(tmp_path / "killed.dcm")
+    paths = [
+        write_dicom(tmp_path / f"killed{n}.dcm", StudyInstanceUID=OTHER_STUDY, InstanceNumber=n)
+        for n in range(3)
+    ]
     config = {
         key: app.config[key]
         for key in ("TESTING", "SECRET_KEY", "SQLALCHEMY_DATABASE_URI", "STORAGE_URL", "SPOOL_DIR")
     }
     child = subprocess.run(
-        [sys.executable, "-c", KILLED_INGEST, json.dumps(config), str(path), str(owner.id)],
+        [
+            sys.executable,
+            "-c",
+            KILLED_INGEST,
+            json.dumps(config),
+            where,
+            str(owner.id),
+            *map(str, paths),
+        ],
         cwd=ROOT,
         capture_output=True,
         timeout=60,
@@ -105,17 +148,22 @@ def test_a_killed_ingest_leaves_an_orphan_that_repair_removes(app, stored, creat
     )
     assert child.returncode == -signal.SIGKILL, child.stderr.decode()
     with app.app_context():
-        assert index_counts()["instances"] == 3
-        (orphan,) = set(stored_keys()) - {key for _, key in stored}
+        assert index_counts()["instances"] == 3 + indexed
+        indexed_keys = set(db.session.scalars(select(Instance.storage_key)))
+        orphans = sorted(set(stored_keys()) - indexed_keys)
+    assert len(orphans) == orphaned
 
     fresh = verify(app)
-    assert fresh.exit_code == 0 and f"left alone: {orphan}" in fresh.output
+    assert fresh.exit_code == 0
+    assert all(f"left alone: {orphan}" in fresh.output for orphan in orphans)
     reported = verify(app, "--grace-minutes", "0")
-    assert reported.exit_code == 1 and f"orphan: {orphan}" in reported.output
+    assert reported.exit_code == (1 if orphans else 0)
+    assert all(f"orphan: {orphan}" in reported.output for orphan in orphans)
     repaired = verify(app, "--repair-orphans", "--grace-minutes", "0")
-    assert repaired.exit_code == 0 and f"orphan removed: {orphan}" in repaired.output
+    assert repaired.exit_code == 0
+    assert all(f"orphan removed: {orphan}" in repaired.output for orphan in orphans)
     with app.app_context():
-        assert stored_keys() == sorted(key for _, key in stored)
+        assert stored_keys() == sorted(indexed_keys)
     assert verify(app).exit_code == 0
 
 

@@ -62,6 +62,7 @@ def on_move(case: Case, action: str, actor: User | None, before: str, **context)
 
 
 _ALWAYS_TELL_REQUESTER = frozenset({"reassign", "accept_overread"})
+_ADMIN_ACTIONS = frozenset({"submit", "decline", "expire", "request_overread", "decline_overread"})
 _STOPS_PAGING = frozenset({"accept", "accept_overread", "reassign", "expire", "cancel", "close"})
 _STARTS_PAGING = {"submit": "read", "reopen": "read", "request_overread": "overread"}
 _DECLINES = {"decline": "read", "decline_overread": "overread"}
@@ -75,7 +76,6 @@ def _escalate(case: Case, action: str) -> None:
         escalation.move_on_now(case)
     if action == "expire":
         pages.page_admins(case, f"Case {case.number} is unassigned: nobody accepted it.")
-_ADMIN_ACTIONS = frozenset({"submit", "decline", "expire", "request_overread", "decline_overread"})
 
 
 def _label(action: str) -> str:

@@ -1,16 +1,23 @@
-"""STOW-RS: store instances sent as ``multipart/related`` (PS3.18 10.5)."""
+"""STOW-RS: store instances sent as ``multipart/related`` (PS3.18 10.5).
+
+The parts of one request are ingested as one batch: their blobs are made
+durable, then their index rows and the audit event commit together.
+"""
 
 from __future__ import annotations
 
+import os
+import uuid
 from pathlib import Path
 
 from flask import Response, current_app, g, json, request
 
 from portal.dicomweb.blueprint import bp
 from portal.dicomweb.dicom_json import attribute, merge, retrieve_url
-from portal.dicomweb.multipart import boundary_of, spool_parts
+from portal.dicomweb.multipart import Part, boundary_of, spool_parts
 from portal.dicomweb.qido import base_url
-from portal.studies.ingest import IngestResult, IngestStatus, ingest_file, record_ingest
+from portal.extensions import db
+from portal.studies.ingest import IngestResult, IngestStatus, ingest_files
 
 # Failure reasons (PS3.18 Table 10.5.3-2, PS3.4 Annex GG)
 OUT_OF_RESOURCES = 0xA700
@@ -29,14 +36,11 @@ def store_instances(study_uid: str | None = None):
     config = current_app.config
     request.max_content_length = config["STOW_MAX_REQUEST_MB"] * 1024 * 1024
     boundary = boundary_of(request.headers.get("Content-Type", ""))
-    stored, failed, results = [], [], []
+    db.session.commit()  # end the token lookup: on SQLite it holds the write lock
     max_part = config["INGEST_MAX_FILE_MB"] * 2**20
-    spool_dir = Path(config["SPOOL_DIR"])
-    for part in spool_parts(request.stream, boundary, max_part, spool_dir):
-        outcome, result = _store_part(part, study_uid)
-        (failed if "00081197" in outcome else stored).append(outcome)
-        results.append(result)
-    record_ingest([r for r in results if r is not None], g.api_user, "stow")
+    items = _store_parts(boundary, max_part, Path(config["SPOOL_DIR"]), study_uid)
+    stored = [item for item in items if "00081197" not in item]
+    failed = [item for item in items if "00081197" in item]
     body = attribute("RetrieveURL", retrieve_url(base_url(), study_uid)) if study_uid else {}
     if stored:
         body["00081199"] = {"vr": "SQ", "Value": stored}
@@ -46,22 +50,51 @@ def store_instances(study_uid: str | None = None):
     return Response(json.dumps(body), status=status, mimetype="application/dicom+json")
 
 
-def _store_part(part, study_uid: str | None) -> tuple[dict, IngestResult | None]:
-    """Ingest one part; return its response item and the ingest result, if any."""
+def _store_parts(
+    boundary: str, max_part: int, spool_dir: Path, study_uid: str | None
+) -> list[dict]:
+    """Spool the body's parts, ingest the DICOM ones together; return a response item per part."""
+    refusals: list[dict | None] = []
+    taken: list[Path] = []
+    try:
+        for part in spool_parts(request.stream, boundary, max_part, spool_dir):
+            refusals.append(_refusal(part))
+            if refusals[-1] is None:
+                taken.append(_take(part, spool_dir))
+        results = iter(
+            ingest_files(
+                taken, g.api_user, via="stow", expected_study_uid=study_uid, take_files=True
+            )
+        )
+    finally:
+        for path in taken:
+            path.unlink(missing_ok=True)
+    return [_item(next(results)) if refusal is None else refusal for refusal in refusals]
+
+
+def _refusal(part: Part) -> dict | None:
+    """Answer a part that is not a DICOM file of acceptable size; ``None`` for the others."""
     if part.content_type != "application/dicom":
         return _failure(
             CANNOT_UNDERSTAND,
             f"part type {part.content_type or 'missing'} is not application/dicom",
-        ), None
+        )
     if part.too_large:
-        return _failure(OUT_OF_RESOURCES, "the file is larger than the size limit"), None
-    result = ingest_file(
-        part.path, g.api_user, via="stow", audit=False, expected_study_uid=study_uid
-    )
+        return _failure(OUT_OF_RESOURCES, "the file is larger than the size limit")
+    return None
+
+
+def _take(part: Part, spool_dir: Path) -> Path:
+    """Move a part's file out of the parser's folder (removed once parsing ends) into the spool."""
+    path = spool_dir / f"stow-{uuid.uuid4().hex}.dcm"
+    os.replace(part.path, path)
+    return path
+
+
+def _item(result: IngestResult) -> dict:
     if result.status in (IngestStatus.ACCEPTED, IngestStatus.DUPLICATE):
-        return _reference(result), result
-    code = FAILURE_CODES.get(result.status, CANNOT_UNDERSTAND)
-    return _failure(code, result.reason, result), result
+        return _reference(result)
+    return _failure(FAILURE_CODES.get(result.status, CANNOT_UNDERSTAND), result.reason, result)
 
 
 def _reference(result) -> dict:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import BinaryIO
 
@@ -33,6 +33,19 @@ class BlobStorage(ABC):
     @abstractmethod
     def put_file(self, key: str, path: Path) -> None:
         """Store the file at ``path`` under ``key``; durable once this returns."""
+
+    def put_files(self, blobs: Sequence[tuple[str, Path]], *, move: bool = False) -> None:
+        """Store each ``(key, path)`` pair; every one is durable once this returns.
+
+        A backend may make a batch durable at less cost than one file at a time
+        (one folder sync for many files). When this raises, some of the blobs
+        may be stored: the caller removes them by key.
+
+        :param move: the files may be moved into the store rather than copied;
+            whether each ``path`` still exists afterwards is then up to the backend.
+        """
+        for key, path in blobs:
+            self.put_file(key, path)
 
     @abstractmethod
     def open(self, key: str) -> BinaryIO:

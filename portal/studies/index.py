@@ -3,14 +3,17 @@
 Two ingests of one study may run at once (two browser tabs, a STOW-RS client
 with parallel requests). Each parent row is looked up first and inserted
 inside a savepoint; the loser of a race meets the unique constraint, rolls the
-savepoint back and reads the winner's row.
+savepoint back and reads the winner's row. An :class:`IndexWriter` adds a
+batch of instances in one transaction, looking each parent row up once and
+inserting the instance rows together.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any, TypeVar
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError
 
 from portal.extensions import db
@@ -27,80 +30,123 @@ FOREIGN_STUDY = (
 )
 
 
-def find_instance(sop_instance_uid: str) -> Instance | None:
-    """Return the stored instance with this SOP Instance UID, if any."""
-    return db.session.scalars(
-        select(Instance).where(Instance.sop_instance_uid == sop_instance_uid)
-    ).first()
+def stored_instances(sop_instance_uids: list[str]) -> dict[str, tuple[str, int]]:
+    """Return the SHA-256 and the owner's id of each of these instances already stored."""
+    rows = db.session.execute(
+        select(Instance.sop_instance_uid, Instance.sha256, Study.owner_id)
+        .join(Instance.series)
+        .join(Series.study)
+        .where(Instance.sop_instance_uid.in_(sop_instance_uids))
+    )
+    return {uid: (sha256, owner_id) for uid, sha256, owner_id in rows}
 
 
-def add_instance(
-    header: InstanceHeader, owner_id: int, blob: SpooledFile, storage_key: str
-) -> Instance:
-    """Add an instance row, and the parent rows it needs, to the session; flush it.
+class IndexWriter:
+    """Add instances to the index within one transaction; the caller commits or rolls back.
 
-    The caller commits, or rolls back and removes the blob.
-
-    :raise IngestRejected: the study belongs to another account.
-    :raise IntegrityError: another ingest committed this SOP Instance UID first.
+    Each study and series is looked up once; the instance rows are inserted
+    together by :meth:`flush`. ``studies`` holds the study rows found or made
+    so far, by Study Instance UID. Use one writer per transaction.
     """
-    series = _series(header, _study(header, owner_id))
-    instance = Instance(
-        sop_instance_uid=header.sop_instance_uid,
-        sop_class_uid=header.sop_class_uid,
-        instance_number=header.instance_number,
-        transfer_syntax_uid=header.transfer_syntax_uid,
-        rows=header.rows,
-        columns=header.columns,
-        number_of_frames=header.number_of_frames,
-        size_bytes=blob.size,
-        sha256=blob.sha256,
-        storage_key=storage_key,
-        series=series,
-    )
-    db.session.add(instance)
-    db.session.flush()
-    return instance
 
-
-def _study(header: InstanceHeader, owner_id: int) -> Study:
-    study = db.session.scalars(
-        select(Study).where(Study.study_instance_uid == header.study_instance_uid)
-    ).first()
-    if study is None:
-        patient = _get_or_create(
-            Patient,
-            {"owner_id": owner_id, "patient_id": header.patient_id, "name": header.patient_name},
-            birth_date=header.patient_birth_date,
-            sex=header.patient_sex,
+    def __init__(self, study_instance_uids: Iterable[str]) -> None:
+        """Look up the stored studies among ``study_instance_uids``."""
+        found = db.session.scalars(
+            select(Study).where(Study.study_instance_uid.in_(sorted(set(study_instance_uids))))
         )
-        study = _get_or_create(
-            Study,
-            {"study_instance_uid": header.study_instance_uid},
-            owner_id=owner_id,
-            patient_id=patient.id,
-            study_date=header.study_date,
-            study_time=header.study_time,
-            description=header.study_description,
-            accession_number=header.accession_number,
-            referring_physician=header.referring_physician,
+        self.studies: dict[str, Study] = {study.study_instance_uid: study for study in found}
+        self._series: dict[tuple[int, str], Series] = {}
+        self._pending: list[dict[str, Any]] = []
+
+    def study_owner(self, study_instance_uid: str) -> int | None:
+        """Return the owner's id of a study found or made so far, if any."""
+        study = self.studies.get(study_instance_uid)
+        return None if study is None else study.owner_id
+
+    def add_instance(
+        self, header: InstanceHeader, owner_id: int, blob: SpooledFile, storage_key: str
+    ) -> None:
+        """Make the parent rows an instance needs, and queue its row for :meth:`flush`.
+
+        A refused instance queues nothing.
+
+        :raise IngestRejected: the study belongs to another account.
+        """
+        series = self._series_of(header, self._study_of(header, owner_id))
+        self._pending.append(
+            {
+                "sop_instance_uid": header.sop_instance_uid,
+                "sop_class_uid": header.sop_class_uid,
+                "instance_number": header.instance_number,
+                "transfer_syntax_uid": header.transfer_syntax_uid,
+                "rows": header.rows,
+                "columns": header.columns,
+                "number_of_frames": header.number_of_frames,
+                "size_bytes": blob.size,
+                "sha256": blob.sha256,
+                "storage_key": storage_key,
+                "series_id": series.id,
+            }
         )
-    if study.owner_id != owner_id:
-        raise IngestRejected(FOREIGN_STUDY)
-    return study
+
+    def flush(self) -> None:
+        """Insert the queued instance rows, in SOP Instance UID order.
+
+        The order is the same for every batch, so two that share instances wait
+        for each other on PostgreSQL's unique index rather than deadlock.
+
+        :raise IntegrityError: another ingest committed one of their SOP Instance UIDs first.
+        """
+        if self._pending:
+            rows = sorted(self._pending, key=lambda row: row["sop_instance_uid"])
+            db.session.execute(insert(Instance), rows)
+            self._pending = []
+
+    def _study_of(self, header: InstanceHeader, owner_id: int) -> Study:
+        study = self.studies.get(header.study_instance_uid)
+        if study is None:
+            study = _create_study(header, owner_id)
+            self.studies[header.study_instance_uid] = study
+        if study.owner_id != owner_id:
+            raise IngestRejected(FOREIGN_STUDY)
+        return study
+
+    def _series_of(self, header: InstanceHeader, study: Study) -> Series:
+        key = (study.id, header.series_instance_uid)
+        series = self._series.get(key)
+        if series is None:
+            series = _get_or_create(
+                Series,
+                {"study_id": study.id, "series_instance_uid": header.series_instance_uid},
+                modality=header.modality,
+                body_part=header.body_part,
+                description=header.series_description,
+                series_number=header.series_number,
+            )
+            self._series[key] = series
+        _add_modality(study, header.modality)
+        return series
 
 
-def _series(header: InstanceHeader, study: Study) -> Series:
-    series = _get_or_create(
-        Series,
-        {"study_id": study.id, "series_instance_uid": header.series_instance_uid},
-        modality=header.modality,
-        body_part=header.body_part,
-        description=header.series_description,
-        series_number=header.series_number,
+def _create_study(header: InstanceHeader, owner_id: int) -> Study:
+    """Insert a study and its patient (or meet the row another ingest inserted meanwhile)."""
+    patient = _get_or_create(
+        Patient,
+        {"owner_id": owner_id, "patient_id": header.patient_id, "name": header.patient_name},
+        birth_date=header.patient_birth_date,
+        sex=header.patient_sex,
     )
-    _add_modality(study, header.modality)
-    return series
+    return _get_or_create(
+        Study,
+        {"study_instance_uid": header.study_instance_uid},
+        owner_id=owner_id,
+        patient_id=patient.id,
+        study_date=header.study_date,
+        study_time=header.study_time,
+        description=header.study_description,
+        accession_number=header.accession_number,
+        referring_physician=header.referring_physician,
+    )
 
 
 def _get_or_create(model: type[Row], key: dict[str, Any], **values: Any) -> Row:

@@ -1,44 +1,48 @@
 """The one ingest path: browser uploads, STOW-RS and C-STORE all end here.
 
 Each function answers with an :class:`IngestResult` per file and lets no bad
-file spoil the others. They commit as they go: an instance's index rows in a
-transaction of their own, right after its blob is stored, then one audit event
-per study the batch added to. Call them with no uncommitted work in the
-session. Storage and database failures are not a file's fault, and propagate.
+file spoil the others. They commit as they go: the blobs of a batch are made
+durable, then the batch's index rows are committed in one transaction (see
+:mod:`portal.studies.batch`), with one audit event per study the call added
+to. Call them with no uncommitted work in the session. Storage and database
+failures are not a file's fault, and propagate.
 """
 
 from __future__ import annotations
 
-import os
-import stat
-import zipfile
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 from flask import current_app
-from sqlalchemy import select
+from sqlalchemy import inspect, select
 
 from portal.audit.operations import record
 from portal.auth.models import User
 from portal.deid.mapper import DeidMapper
 from portal.extensions import db
-from portal.studies.archives import check_archive, entry_problem, is_clutter
+from portal.studies.batch import AuditHook, store_files
 from portal.studies.models import Study
-from portal.studies.pipeline import IngestResult, IngestStatus, Upload, ingest_stream
-from portal.studies.policy import IngestLimits, IngestRejected, megabytes
-from portal.studies.zipentry import ingest_entry
+from portal.studies.pipeline import CheckedFile, IngestResult, IngestStatus, check_spooled
+from portal.studies.policy import IngestLimits
+from portal.studies.sources import (
+    describe_upload,
+    file_result,
+    folder_results,
+    path_results,
+    spool_file,
+    zip_results,
+)
 
 __all__ = [
     "IngestResult",
     "IngestStatus",
     "ingest_file",
+    "ingest_files",
     "ingest_paths",
     "ingest_zip",
     "record_ingest",
 ]
-
-_ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
 
 
 def ingest_file(
@@ -63,12 +67,58 @@ def ingest_file(
     """
     path = Path(path)
     _check_scope(deidentify_scope)
-    result = _file_result(
+    if deidentify_scope is None:
+        results = ingest_files(
+            [path], owner, via=via, audit=audit, expected_study_uid=expected_study_uid
+        )
+        return results[0]
+    result = file_result(
         path, path.name, owner.id, current_limits(), expected_study_uid, deidentify_scope
     )
     if audit:
         record_ingest([result], owner, via)
     return result
+
+
+def ingest_files(
+    paths: Sequence[Path | str],
+    owner: User,
+    *,
+    via: str,
+    audit: bool = True,
+    expected_study_uid: str | None = None,
+    take_files: bool = False,
+) -> list[IngestResult]:
+    """Ingest DICOM files together: their blobs made durable, then their rows committed at once.
+
+    Copies of one instance among ``paths`` are deduplicated; the audit event
+    commits with the last batch of rows. Results name each file by its name.
+
+    :param via: as for :func:`ingest_file`; ``audit``, ``expected_study_uid`` too.
+    :param take_files: the files are the caller's own spool files: each is
+        changed in place (its preamble zeroed) and may be moved into the blob
+        store rather than copied, so it is changed or gone afterwards.
+    """
+    limits = current_limits()
+    owner_id = _owner_id(owner)
+    outcomes: list[CheckedFile | IngestResult] = []
+    copies: list[Path] = []
+    try:
+        for path in map(Path, paths):
+            spooled = spool_file(path, path.name, limits, take_files)
+            if isinstance(spooled, IngestResult):
+                outcomes.append(spooled)
+                continue
+            if not take_files:
+                copies.append(spooled.path)
+            upload = describe_upload(path.name, owner_id, limits, expected_study_uid)
+            outcomes.append(check_spooled(spooled, upload))
+        checked = [outcome for outcome in outcomes if isinstance(outcome, CheckedFile)]
+        stored = iter(store_files(checked, owner_id, audit=_auditor(owner, via, audit)))
+    finally:
+        for copy in copies:
+            copy.unlink(missing_ok=True)
+    return [next(stored) if isinstance(o, CheckedFile) else o for o in outcomes]
 
 
 def ingest_zip(
@@ -84,7 +134,7 @@ def ingest_zip(
     """
     path = Path(path)
     _check_scope(deidentify_scope)
-    results = _zip_results(path, path.name, owner.id, current_limits(), deidentify_scope)
+    results = zip_results(path, path.name, _owner_id(owner), current_limits(), deidentify_scope)
     record_ingest(results, owner, via)
     return results
 
@@ -102,30 +152,47 @@ def ingest_paths(
     its path from the folder given. ``deidentify_scope``: as for :func:`ingest_file`.
     """
     _check_scope(deidentify_scope)
-    limits = current_limits()
+    limits, owner_id = current_limits(), _owner_id(owner)
     results: list[IngestResult] = []
     for path in map(Path, paths):
         if path.is_dir() and not path.is_symlink():
-            results.extend(_folder_results(path, owner.id, limits, deidentify_scope))
+            results.extend(folder_results(path, owner_id, limits, deidentify_scope))
         else:
-            results.extend(_any_file_results(path, path.name, owner.id, limits, deidentify_scope))
+            results.extend(path_results(path, path.name, owner_id, limits, deidentify_scope))
     record_ingest(results, owner, via)
     return results
 
 
 def record_ingest(results: Iterable[IngestResult], owner: User, via: str) -> None:
-    """Audit a batch: one ``study.ingested`` event per study it added instances to; commit.
+    """Audit a batch: one ``study.ingested`` event per study it added instances to; commit."""
+    if add_ingest_events(results, owner, via):
+        db.session.commit()
+
+
+def add_ingest_events(
+    results: Iterable[IngestResult],
+    owner: User,
+    via: str,
+    study_ids: Mapping[str, int] | None = None,
+) -> bool:
+    """Add a ``study.ingested`` event per study the results added instances to; don't commit.
 
     The events carry row ids and counts only, never patient data or UIDs.
+    Return whether there was any.
+
+    :param study_ids: ids of studies by Study Instance UID, known already; others are read.
     """
     counts = Counter((r.study_instance_uid, r.status) for r in results)
     accepted = {uid for (uid, status) in counts if status is IngestStatus.ACCEPTED}
     if not accepted:
-        return
-    studies = db.session.execute(
-        select(Study.id, Study.study_instance_uid).where(Study.study_instance_uid.in_(accepted))
-    ).all()
-    for study_id, uid in sorted(studies):
+        return False
+    known = {uid: study_id for uid, study_id in (study_ids or {}).items() if uid in accepted}
+    if missing := accepted - known.keys():
+        rows = db.session.execute(
+            select(Study.study_instance_uid, Study.id).where(Study.study_instance_uid.in_(missing))
+        )
+        known.update({uid: study_id for uid, study_id in rows})
+    for study_id, uid in sorted((study_id, uid) for uid, study_id in known.items()):
         record(
             "study.ingested",
             owner,
@@ -135,7 +202,7 @@ def record_ingest(results: Iterable[IngestResult], owner: User, via: str) -> Non
             duplicate=counts[uid, IngestStatus.DUPLICATE],
             conflict=counts[uid, IngestStatus.CONFLICT],
         )
-    db.session.commit()
+    return True
 
 
 def current_limits() -> IngestLimits:
@@ -143,130 +210,33 @@ def current_limits() -> IngestLimits:
     return IngestLimits.from_config(current_app.config)
 
 
+def _auditor(owner: User, via: str, audit: bool) -> AuditHook | None:
+    """Return the hook that audits a batch in its own transaction, or ``None`` not to."""
+    if not audit:
+        return None
+
+    def add_events(results: list[IngestResult], study_ids: Mapping[str, int]) -> None:
+        add_ingest_events(results, owner, via, study_ids)
+
+    return add_events
+
+
+def _owner_id(owner: User) -> int:
+    """Return ``owner``'s id, and end the session's transaction before the file work.
+
+    On SQLite every transaction takes the write lock up front (``BEGIN
+    IMMEDIATE``): one left open by the caller (to read the owner or an API
+    token) would hold off every other writer while files are spooled and
+    parsed. The id comes from the identity key, so an owner the caller's
+    commit expired costs no query (and no lock) to reload.
+    """
+    identity = inspect(owner).identity
+    owner_id = owner.id if identity is None else identity[0]
+    db.session.commit()
+    return owner_id
+
+
 def _check_scope(scope: str | None) -> None:
     """:raise ValueError: ``scope`` is given but cannot name a de-identification scope."""
     if scope is not None:
         DeidMapper(scope, None)
-
-
-def _rejected(source: str, reason: str) -> IngestResult:
-    return IngestResult(source, IngestStatus.REJECTED, reason)
-
-
-def _file_result(
-    path: Path,
-    source: str,
-    owner_id: int,
-    limits: IngestLimits,
-    expected_study_uid: str | None = None,
-    deidentify_scope: str | None = None,
-) -> IngestResult:
-    """Ingest one file from disk, refusing what is not a regular file or is too large."""
-    try:
-        info = path.stat()
-    except OSError as exc:
-        return _rejected(source, f"the file cannot be read ({exc.strerror})")
-    if not stat.S_ISREG(info.st_mode):
-        return _rejected(source, "not a regular file")
-    too_big = f"the file is larger than the {megabytes(limits.max_file_bytes)} limit"
-    if info.st_size > limits.max_file_bytes:
-        return _rejected(source, too_big)
-    upload = Upload(
-        source,
-        owner_id,
-        limits,
-        limits.max_file_bytes,
-        too_big,
-        expected_study_uid,
-        deidentify_scope,
-    )
-    try:
-        stream = open(path, "rb")  # noqa: SIM115 - closed by the with below
-    except OSError as exc:
-        return _rejected(source, f"the file cannot be read ({exc.strerror})")
-    with stream:
-        return ingest_stream(stream, upload)
-
-
-def _any_file_results(
-    path: Path, source: str, owner_id: int, limits: IngestLimits, scope: str | None = None
-) -> list[IngestResult]:
-    """Ingest a file found on disk: a zip is opened, a symbolic link refused."""
-    if path.is_symlink():
-        return [_rejected(source, "a symbolic link; links are not followed")]
-    if path.is_file() and _looks_like_zip(path):  # never open a FIFO or device
-        return _zip_results(path, source, owner_id, limits, scope)
-    return [_file_result(path, source, owner_id, limits, deidentify_scope=scope)]
-
-
-def _looks_like_zip(path: Path) -> bool:
-    """Tell a zip from a DICOM file (a DICOM may start with anything, so check DICM first)."""
-    try:
-        with open(path, "rb") as stream:
-            head = stream.read(132)
-    except OSError:
-        return False
-    return head[128:132] != b"DICM" and head[:4] in _ZIP_MAGIC
-
-
-def _folder_results(
-    root: Path, owner_id: int, limits: IngestLimits, scope: str | None = None
-) -> list[IngestResult]:
-    results: list[IngestResult] = []
-
-    def unreadable(error: OSError) -> None:
-        name = Path(error.filename).relative_to(root.parent).as_posix()
-        results.append(_rejected(name, f"the folder cannot be read ({error.strerror})"))
-
-    for folder, folders, files in os.walk(root, onerror=unreadable):
-        folders.sort()
-        linked = [name for name in folders if os.path.islink(os.path.join(folder, name))]
-        for name in sorted([*files, *linked]):
-            path = Path(folder, name)
-            source = path.relative_to(root.parent).as_posix()
-            if not is_clutter(source):
-                results.extend(_any_file_results(path, source, owner_id, limits, scope))
-    return results
-
-
-def _zip_results(
-    path: Path, source: str, owner_id: int, limits: IngestLimits, scope: str | None = None
-) -> list[IngestResult]:
-    try:
-        archive = zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, ValueError) as exc:
-        return [_rejected(source, f"not a readable zip archive ({exc})")]
-    with archive:
-        try:
-            check_archive(archive, limits)
-        except IngestRejected as exc:
-            return [_rejected(source, str(exc))]
-        return _entry_results(archive, source, owner_id, limits, scope)
-
-
-def _entry_results(
-    archive: zipfile.ZipFile,
-    source: str,
-    owner_id: int,
-    limits: IngestLimits,
-    scope: str | None = None,
-) -> list[IngestResult]:
-    """Ingest each entry, counting real bytes against the archive's total budget."""
-    budget = limits.zip_max_total_bytes
-    results = []
-    for entry in archive.infolist():
-        if entry.is_dir() or is_clutter(entry.filename):
-            continue
-        name = f"{source}/{entry.filename}"
-        problem = entry_problem(entry)
-        if problem is None and entry.file_size > limits.max_file_bytes:
-            problem = f"the file is larger than the {megabytes(limits.max_file_bytes)} limit"
-        if problem is not None:
-            results.append(_rejected(name, problem))
-            continue
-        result, expanded = ingest_entry(
-            archive, entry, name, owner_id, limits, budget, deidentify_scope=scope
-        )
-        results.append(result)
-        budget -= expanded
-    return results

@@ -39,11 +39,7 @@ def spool_dicom(stream: BinaryIO, spool_dir: Path, max_bytes: int, too_big: str)
     :param too_big: the reason given when ``max_bytes`` is exceeded.
     :raise IngestRejected: no ``DICM`` marker, or over ``max_bytes``.
     """
-    head = _read_exactly(stream, PREAMBLE_LENGTH + len(MAGIC))
-    if len(head) < PREAMBLE_LENGTH + len(MAGIC) or head[PREAMBLE_LENGTH:] != MAGIC:
-        raise IngestRejected(
-            "not a DICOM file: the 'DICM' marker after the 128-byte preamble is missing"
-        )
+    _check_magic(_read_exactly(stream, PREAMBLE_LENGTH + len(MAGIC)))
     fd, name = tempfile.mkstemp(dir=spool_dir, suffix=".dcm")
     path = Path(name)
     try:
@@ -55,6 +51,34 @@ def spool_dicom(stream: BinaryIO, spool_dir: Path, max_bytes: int, too_big: str)
         path.unlink(missing_ok=True)
         raise
     return SpooledFile(path, size, digest)
+
+
+def claim_dicom(path: Path, max_bytes: int, too_big: str) -> SpooledFile:
+    """Check a DICOM file already in the spool folder as :func:`spool_dicom` checks a stream.
+
+    The file is changed in place, not copied: its preamble is zeroed, then it
+    is hashed. For files the caller owns and drops afterwards (a STOW-RS part).
+
+    :raise IngestRejected: no ``DICM`` marker, or over ``max_bytes``.
+    """
+    with open(path, "r+b") as fp:
+        _check_magic(fp.read(PREAMBLE_LENGTH + len(MAGIC)))
+        size = os.fstat(fp.fileno()).st_size
+        if size > max_bytes:
+            raise IngestRejected(too_big)
+        fp.seek(0)
+        fp.write(bytes(PREAMBLE_LENGTH))
+        fp.seek(0)
+        digest = hashlib.file_digest(fp, "sha256").hexdigest()
+    return SpooledFile(path, size, digest)
+
+
+def _check_magic(head: bytes) -> None:
+    """:raise IngestRejected: ``head`` (the first 132 bytes) has no ``DICM`` after the preamble."""
+    if len(head) < PREAMBLE_LENGTH + len(MAGIC) or head[PREAMBLE_LENGTH:] != MAGIC:
+        raise IngestRejected(
+            "not a DICOM file: the 'DICM' marker after the 128-byte preamble is missing"
+        )
 
 
 def _read_exactly(stream: BinaryIO, size: int) -> bytes:
