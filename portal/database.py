@@ -9,7 +9,11 @@ from flask import Flask
 from sqlalchemy import DateTime, Engine, event
 from sqlalchemy.types import TypeDecorator
 
+from portal.extensions import db
+
 CONNECT_TIMEOUT_SECONDS = 10
+READ_ONLY = "overread_read_only"  # execution option: see begin_read_only
+_QUERY_ONLY = "overread_query_only"  # connection info: PRAGMA query_only is on
 
 
 class UTCDateTime(TypeDecorator):
@@ -38,7 +42,8 @@ def _sqlite_on_connect(dbapi_connection, connection_record) -> None:
         return
     # Let SQLAlchemy's "begin" event below issue BEGIN IMMEDIATE: every
     # transaction takes the write lock up front, so two writers never meet
-    # a stale snapshot (the audit chain and the outbox depend on it).
+    # a stale snapshot (the audit chain and the outbox depend on it). Only
+    # those begun with begin_read_only() do not, and they cannot write.
     dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
@@ -50,8 +55,31 @@ def _sqlite_on_connect(dbapi_connection, connection_record) -> None:
 
 @event.listens_for(Engine, "begin")
 def _sqlite_begin(conn) -> None:
-    if conn.dialect.name == "sqlite":
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+    if conn.dialect.name != "sqlite":
+        return
+    if conn.get_execution_options().get(READ_ONLY):
+        conn.exec_driver_sql("BEGIN")
+        if not conn.info.get(_QUERY_ONLY):
+            conn.exec_driver_sql("PRAGMA query_only=ON")
+            conn.info[_QUERY_ONLY] = True
+        return
+    if conn.info.pop(_QUERY_ONLY, False):
+        conn.exec_driver_sql("PRAGMA query_only=OFF")
+    conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def begin_read_only() -> None:
+    """Begin the session's transaction as one that only reads: on SQLite, without the write lock.
+
+    Such a transaction reads a snapshot and waits for no writer; any write in
+    it fails (``PRAGMA query_only``), so it can never meet a stale snapshot.
+    End it before anything writes.
+
+    :raise RuntimeError: the session is in a transaction already.
+    """
+    if db.session().in_transaction():
+        raise RuntimeError("begin_read_only() needs the session's transaction to be ended first")
+    db.session.connection(execution_options={READ_ONLY: True})
 
 
 def init_app(app: Flask) -> None:

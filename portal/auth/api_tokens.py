@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from sqlalchemy import select
+from sqlalchemy import select, update
+from sqlalchemy.orm import joinedload
 
 from portal import clock
 from portal.audit.operations import record
 from portal.auth.models import ApiToken, User
+from portal.database import begin_read_only
 from portal.errors import NotFound
 from portal.extensions import db
 from portal.opaque import hash_token, new_token
@@ -38,15 +40,57 @@ def revoke_api_token(actor: User, token_id: int) -> None:
 
 
 def user_for_api_token(raw: str) -> User | None:
-    """Return the active user a live token belongs to, or ``None``."""
+    """Return the active user a live token belongs to, or ``None``; note its use in the session."""
+    token = _live_token(raw)
+    if token is None:
+        return None
+    if _use_is_due(token):
+        token.last_used_at = clock.now()
+    return token.user
+
+
+def authenticate_api_token(raw: str) -> User | None:
+    """Return the active user a live token belongs to, or ``None``, and end the transaction.
+
+    The look-up only reads: on SQLite it takes no write lock, so API calls do
+    not queue behind each other or behind an ingest for it. The token's
+    ``last_used_at`` is then written, at most once a minute, in a short
+    transaction of its own. With a transaction open already (a browser
+    session was loaded first), the look-up is :func:`user_for_api_token`'s.
+    """
+    if db.session().in_transaction():
+        user = user_for_api_token(raw)
+        db.session.commit()
+        return user
+    begin_read_only()
+    token = _live_token(raw)
+    user = None if token is None else token.user
+    due = token is not None and _use_is_due(token)
+    token_id = None if token is None else token.id
+    db.session.commit()  # nothing to write: this ends the read
+    if due:
+        db.session.execute(
+            update(ApiToken).where(ApiToken.id == token_id).values(last_used_at=clock.now())
+        )
+        db.session.commit()
+    return user
+
+
+def _live_token(raw: str) -> ApiToken | None:
+    """Return the unrevoked token of an active user that ``raw`` is, or ``None``."""
     if not raw.startswith(TOKEN_PREFIX):
         return None
     token = db.session.scalars(
-        select(ApiToken).where(ApiToken.token_hash == hash_token(raw))
+        select(ApiToken)
+        .options(joinedload(ApiToken.user))  # one query, not two
+        .where(ApiToken.token_hash == hash_token(raw))
     ).first()
     if token is None or token.revoked_at is not None or not token.user.active:
         return None
-    now = clock.now()
-    if token.last_used_at is None or now - token.last_used_at > LAST_USED_RESOLUTION:
-        token.last_used_at = now  # a write per minute at most, not one per API call
-    return token.user
+    return token
+
+
+def _use_is_due(token: ApiToken) -> bool:
+    """Tell whether ``last_used_at`` is older than its resolution: a write per minute at most."""
+    last = token.last_used_at
+    return last is None or clock.now() - last > LAST_USED_RESOLUTION

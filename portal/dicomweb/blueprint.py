@@ -5,8 +5,8 @@ from __future__ import annotations
 from flask import Blueprint, g, jsonify, request
 
 from portal.audit.operations import record_now
-from portal.auth.api_tokens import user_for_api_token
-from portal.extensions import csrf, db
+from portal.auth.api_tokens import authenticate_api_token
+from portal.extensions import csrf
 
 bp = Blueprint("dicomweb", __name__, url_prefix="/dicomweb")
 csrf.exempt(bp)
@@ -16,7 +16,7 @@ csrf.exempt(bp)
 def authenticate_bearer():
     """Resolve ``Authorization: Bearer <token>`` to a user, or answer 401."""
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-    user = user_for_api_token(token.strip()) if scheme.lower() == "bearer" else None
+    user = authenticate_api_token(token.strip()) if scheme.lower() == "bearer" else None
     if user is None:
         record_now(
             "api.auth_failed",
@@ -31,7 +31,5 @@ def authenticate_bearer():
         response.status_code = 401
         response.headers["WWW-Authenticate"] = 'Bearer realm="overread"'
         return response
-    if db.session.dirty:
-        db.session.commit()  # keep last_used_at
     g.api_user = user
     return None
