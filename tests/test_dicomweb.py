@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from io import BytesIO
 from pathlib import Path
@@ -15,6 +16,8 @@ from pydicom.data import get_testdata_file
 from portal.auth import api_tokens, operations
 from portal.auth.models import User
 from portal.dicomweb import stow
+from portal.dicomweb.multipart import spool_parts
+from portal.errors import InvalidInput
 from portal.extensions import db
 from tests import harness
 from tests.ingest_support import index_counts
@@ -278,6 +281,53 @@ def test_stow_refuses_a_body_that_is_not_multipart(server, token_for, owner):
     assert "multipart/related" in response.json()["message"]
 
 
+def _multipart(boundary: str, parts: list[tuple[str, bytes]]) -> bytes:
+    head = "".join(f"--{boundary}\r\nContent-Type: {ctype}\r\n\r\n" for ctype, _ in parts[:1])
+    rest = b"".join(
+        f"\r\n--{boundary}\r\nContent-Type: {ctype}\r\n\r\n".encode() + data
+        for ctype, data in parts[1:]
+    )
+    return head.encode() + parts[0][1] + rest + f"\r\n--{boundary}--\r\n".encode()
+
+
+class Trickle(BytesIO):
+    """A request body that arrives a few bytes at a time."""
+
+    def read(self, size: int = -1) -> bytes:
+        return super().read(7)
+
+
+@pytest.mark.parametrize("stream", [BytesIO, Trickle])
+def test_stow_parts_are_zeroed_and_hashed_as_they_are_written(tmp_path, stream):
+    polyglot = b"MZ" + bytes(range(126)) + Path(CT).read_bytes()[128:]
+    body = _multipart("b0", [("application/dicom", polyglot), ("text/plain", b"hi")])
+    dicom, text = spool_parts(stream(body), "b0", 2**30, tmp_path)
+    stored = bytes(128) + polyglot[128:]
+    assert dicom.spooled.path.read_bytes() == stored
+    assert dicom.spooled.sha256 == hashlib.sha256(stored).hexdigest()
+    assert dicom.spooled.size == len(stored) and not dicom.rejected
+    assert text.spooled is None and text.content_type == "text/plain"
+    dicom.discard()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_stow_parts_that_are_not_dicom_or_too_large_are_not_kept(tmp_path):
+    good = Path(CT).read_bytes()
+    body = _multipart("b1", [("application/dicom", b"short"), ("application/dicom", good)])
+    short, large = spool_parts(BytesIO(body), "b1", len(good) - 1, tmp_path)
+    assert "DICM" in short.rejected and short.spooled is None
+    assert large.too_large and large.spooled is None
+    short.discard()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_stow_body_cut_short_leaves_no_spool_file(tmp_path):
+    body = _multipart("b2", [("application/dicom", Path(CT).read_bytes())] * 2)
+    with pytest.raises(InvalidInput):
+        spool_parts(BytesIO(body[: len(body) // 2]), "b2", 2**30, tmp_path)
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_frames_and_instances_come_back_from_s3_storage(make_app, s3_server, create_user):
     app = make_app(
         STORAGE_URL=f"s3://{s3_server.create_bucket()}/blobs", S3_ENDPOINT_URL=s3_server.endpoint
@@ -303,13 +353,13 @@ def test_stow_parts_are_spooled_under_the_spool_folder_and_cleaned_up(
     app, server, token_for, owner, monkeypatch
 ):
     seen = []
-    real_ingest = stow.ingest_files
+    real_ingest = stow.ingest_spooled_files
 
-    def spy(paths, *args, **kwargs):
-        seen.extend(map(Path, paths))
-        return real_ingest(paths, *args, **kwargs)
+    def spy(files, *args, **kwargs):
+        seen.extend(file.path for _, file in files)
+        return real_ingest(files, *args, **kwargs)
 
-    monkeypatch.setattr(stow, "ingest_files", spy)
+    monkeypatch.setattr(stow, "ingest_spooled_files", spy)
     response = _post_parts(server, token_for(owner), [("application/dicom", Path(CT).read_bytes())])
     assert response.status_code == 200
     spool = Path(app.config["SPOOL_DIR"])

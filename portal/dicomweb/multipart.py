@@ -1,9 +1,12 @@
-"""Stream a ``multipart/related`` request body into temporary files, part by part."""
+"""Stream a STOW-RS ``multipart/related`` body into the spool folder, part by part.
+
+Each ``application/dicom`` part is written straight to a spool file, its
+preamble zeroed and its SHA-256 taken as it is written; other parts are
+counted, not kept.
+"""
 
 from __future__ import annotations
 
-import tempfile
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
@@ -12,33 +15,44 @@ from python_multipart import MultipartParser
 from werkzeug.http import parse_options_header
 
 from portal.errors import InvalidInput
+from portal.studies.policy import IngestRejected
+from portal.studies.spool import SpooledFile, SpoolWriter
 
 READ_CHUNK = 1024 * 1024
 
 
 @dataclass
 class Part:
-    """One body part spooled to ``path``; ``too_large`` parts were cut short."""
+    """One body part; a DICOM one is in ``spooled`` or, when it is not DICOM, ``rejected``.
 
-    path: Path
+    ``too_large`` parts were cut short and are not kept.
+    """
+
     content_type: str = ""
     size: int = 0
     too_large: bool = False
     headers: dict[str, str] = field(default_factory=dict)
+    spooled: SpooledFile | None = None
+    rejected: str = ""  # why a DICOM part's content is not a DICOM file
+    writer: SpoolWriter | None = field(default=None, repr=False)
+
+    def discard(self) -> None:
+        """Remove the part's spool file, if it has one."""
+        if self.writer is not None:
+            self.writer.discard()
 
 
 class _Spooler:
     def __init__(self, folder: Path, max_part_bytes: int) -> None:
         self.folder, self.max_part_bytes = folder, max_part_bytes
         self.parts: list[Part] = []
-        self._file: BinaryIO | None = None
         self._header_field = b""
         self._header_value = b""
+        self._open = False
 
     def on_part_begin(self) -> None:
-        part = Part(path=self.folder / f"part-{len(self.parts):06d}")
-        self.parts.append(part)
-        self._file = open(part.path, "wb")  # noqa: SIM115 - closed in on_part_end
+        self.parts.append(Part())
+        self._open = True
 
     def on_header_field(self, data: bytes, start: int, end: int) -> None:
         self._header_field += data[start:end]
@@ -54,24 +68,35 @@ class _Spooler:
     def on_headers_finished(self) -> None:
         part = self.parts[-1]
         part.content_type = parse_options_header(part.headers.get("content-type", ""))[0]
+        if part.content_type == "application/dicom":
+            part.writer = SpoolWriter(self.folder)
 
     def on_part_data(self, data: bytes, start: int, end: int) -> None:
         part = self.parts[-1]
         part.size += end - start
-        if part.size > self.max_part_bytes:
+        if part.size > self.max_part_bytes and not part.too_large:
             part.too_large = True
-            return
-        self._file.write(data[start:end])
+            part.discard()
+        if part.writer is not None and not part.too_large:
+            part.writer.write(memoryview(data)[start:end])
 
     def on_part_end(self) -> None:
-        self._file.close()
-        self._file = None
+        part, self._open = self.parts[-1], False
+        if part.writer is None or part.too_large:
+            return
+        try:
+            part.spooled = part.writer.close()
+        except IngestRejected as exc:
+            part.rejected = str(exc)
 
     def finish(self) -> None:
         """:raise InvalidInput: the body ended inside a part."""
-        if self._file is not None:
-            self._file.close()
+        if self._open:
             raise InvalidInput("the multipart body ended in the middle of a part")
+
+    def discard(self) -> None:
+        for part in self.parts:
+            part.discard()
 
 
 def boundary_of(content_type: str) -> str:
@@ -86,28 +111,36 @@ def boundary_of(content_type: str) -> str:
 
 def spool_parts(
     stream: BinaryIO, boundary: str, max_part_bytes: int, spool_dir: Path
-) -> Iterator[Part]:
-    """Parse ``stream`` and yield its parts, each stored in a file under ``spool_dir``."""
+) -> list[Part]:
+    """Parse ``stream`` and return its parts, the DICOM ones written to files in ``spool_dir``.
+
+    The caller removes the files (:meth:`Part.discard`); if parsing fails, none is left.
+
+    :raise InvalidInput: the body is cut short.
+    """
     spool_dir.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="stow-", dir=spool_dir) as folder:
-        spooler = _Spooler(Path(folder), max_part_bytes)
-        parser = MultipartParser(
-            boundary,
-            {
-                name: getattr(spooler, name)
-                for name in (
-                    "on_part_begin",
-                    "on_header_field",
-                    "on_header_value",
-                    "on_header_end",
-                    "on_headers_finished",
-                    "on_part_data",
-                    "on_part_end",
-                )
-            },
-        )
+    spooler = _Spooler(spool_dir, max_part_bytes)
+    parser = MultipartParser(
+        boundary,
+        {
+            name: getattr(spooler, name)
+            for name in (
+                "on_part_begin",
+                "on_header_field",
+                "on_header_value",
+                "on_header_end",
+                "on_headers_finished",
+                "on_part_data",
+                "on_part_end",
+            )
+        },
+    )
+    try:
         while chunk := stream.read(READ_CHUNK):
             parser.write(chunk)
         parser.finalize()
         spooler.finish()
-        yield from spooler.parts
+    except BaseException:
+        spooler.discard()
+        raise
+    return spooler.parts

@@ -6,8 +6,6 @@ durable, then their index rows and the audit event commit together.
 
 from __future__ import annotations
 
-import os
-import uuid
 from pathlib import Path
 
 from flask import Response, current_app, g, json, request
@@ -16,8 +14,7 @@ from portal.dicomweb.blueprint import bp
 from portal.dicomweb.dicom_json import attribute, merge, retrieve_url
 from portal.dicomweb.multipart import Part, boundary_of, spool_parts
 from portal.dicomweb.qido import base_url
-from portal.extensions import db
-from portal.studies.ingest import IngestResult, IngestStatus, ingest_files
+from portal.studies.ingest import IngestResult, IngestStatus, ingest_spooled_files
 
 # Failure reasons (PS3.18 Table 10.5.3-2, PS3.4 Annex GG)
 OUT_OF_RESOURCES = 0xA700
@@ -36,7 +33,6 @@ def store_instances(study_uid: str | None = None):
     config = current_app.config
     request.max_content_length = config["STOW_MAX_REQUEST_MB"] * 1024 * 1024
     boundary = boundary_of(request.headers.get("Content-Type", ""))
-    db.session.commit()  # end the token lookup: on SQLite it holds the write lock
     max_part = config["INGEST_MAX_FILE_MB"] * 2**20
     items = _store_parts(boundary, max_part, Path(config["SPOOL_DIR"]), study_uid)
     stored = [item for item in items if "00081197" not in item]
@@ -54,21 +50,20 @@ def _store_parts(
     boundary: str, max_part: int, spool_dir: Path, study_uid: str | None
 ) -> list[dict]:
     """Spool the body's parts, ingest the DICOM ones together; return a response item per part."""
-    refusals: list[dict | None] = []
-    taken: list[Path] = []
+    parts = spool_parts(request.stream, boundary, max_part, spool_dir)
     try:
-        for part in spool_parts(request.stream, boundary, max_part, spool_dir):
-            refusals.append(_refusal(part))
-            if refusals[-1] is None:
-                taken.append(_take(part, spool_dir))
+        refusals = [_refusal(part) for part in parts]
+        taken = [
+            (f"part-{n}", part.spooled if part.spooled else _not_dicom(part.rejected))
+            for n, (part, refusal) in enumerate(zip(parts, refusals, strict=True))
+            if refusal is None
+        ]
         results = iter(
-            ingest_files(
-                taken, g.api_user, via="stow", expected_study_uid=study_uid, take_files=True
-            )
+            ingest_spooled_files(taken, g.api_user, via="stow", expected_study_uid=study_uid)
         )
     finally:
-        for path in taken:
-            path.unlink(missing_ok=True)
+        for part in parts:
+            part.discard()
     return [_item(next(results)) if refusal is None else refusal for refusal in refusals]
 
 
@@ -84,11 +79,8 @@ def _refusal(part: Part) -> dict | None:
     return None
 
 
-def _take(part: Part, spool_dir: Path) -> Path:
-    """Move a part's file out of the parser's folder (removed once parsing ends) into the spool."""
-    path = spool_dir / f"stow-{uuid.uuid4().hex}.dcm"
-    os.replace(part.path, path)
-    return path
+def _not_dicom(reason: str) -> IngestResult:
+    return IngestResult("", IngestStatus.REJECTED, reason)
 
 
 def _item(result: IngestResult) -> dict:

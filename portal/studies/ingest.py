@@ -33,6 +33,7 @@ from portal.studies.sources import (
     spool_file,
     zip_results,
 )
+from portal.studies.spool import SpooledFile
 
 __all__ = [
     "IngestResult",
@@ -40,6 +41,7 @@ __all__ = [
     "ingest_file",
     "ingest_files",
     "ingest_paths",
+    "ingest_spooled_files",
     "ingest_zip",
     "record_ingest",
 ]
@@ -100,24 +102,46 @@ def ingest_files(
         store rather than copied, so it is changed or gone afterwards.
     """
     limits = current_limits()
-    owner_id = _owner_id(owner)
-    outcomes: list[CheckedFile | IngestResult] = []
-    copies: list[Path] = []
+    _owner_id(owner)  # no transaction (and no write lock) held while files are copied
+    files: list[tuple[str, SpooledFile | IngestResult]] = []
     try:
         for path in map(Path, paths):
-            spooled = spool_file(path, path.name, limits, take_files)
-            if isinstance(spooled, IngestResult):
-                outcomes.append(spooled)
-                continue
-            if not take_files:
-                copies.append(spooled.path)
-            upload = describe_upload(path.name, owner_id, limits, expected_study_uid)
-            outcomes.append(check_spooled(spooled, upload))
-        checked = [outcome for outcome in outcomes if isinstance(outcome, CheckedFile)]
-        stored = iter(store_files(checked, owner_id, audit=_auditor(owner, via, audit)))
+            files.append((path.name, spool_file(path, path.name, limits, take_files)))
+        return ingest_spooled_files(
+            files, owner, via=via, audit=audit, expected_study_uid=expected_study_uid
+        )
     finally:
-        for copy in copies:
-            copy.unlink(missing_ok=True)
+        if not take_files:
+            for _, file in files:
+                if isinstance(file, SpooledFile):
+                    file.path.unlink(missing_ok=True)
+
+
+def ingest_spooled_files(
+    files: Sequence[tuple[str, SpooledFile | IngestResult]],
+    owner: User,
+    *,
+    via: str,
+    audit: bool = True,
+    expected_study_uid: str | None = None,
+) -> list[IngestResult]:
+    """Ingest files already in the spool folder, as :func:`ingest_files` does; one result each.
+
+    :param files: each file's name for its result, and the file (or the
+        result it got already, which is answered as it is). Each file may be
+        moved into the blob store; the caller removes whatever is left of them.
+    """
+    limits = current_limits()
+    owner_id = _owner_id(owner)
+    outcomes: list[CheckedFile | IngestResult] = []
+    for source, file in files:
+        if isinstance(file, IngestResult):
+            outcomes.append(file)
+            continue
+        upload = describe_upload(source, owner_id, limits, expected_study_uid)
+        outcomes.append(check_spooled(file, upload))
+    checked = [outcome for outcome in outcomes if isinstance(outcome, CheckedFile)]
+    stored = iter(store_files(checked, owner_id, audit=_auditor(owner, via, audit)))
     return [next(stored) if isinstance(o, CheckedFile) else o for o in outcomes]
 
 

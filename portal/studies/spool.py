@@ -73,6 +73,55 @@ def claim_dicom(path: Path, max_bytes: int, too_big: str) -> SpooledFile:
     return SpooledFile(path, size, digest)
 
 
+class SpoolWriter:
+    """Write a DICOM file into the spool as its bytes arrive, zeroing and hashing on the way.
+
+    What :func:`spool_dicom` does with a stream it reads, for data handed in
+    pieces (a STOW-RS part, as the multipart parser finds it): the file is
+    written once and never read back to be hashed.
+    """
+
+    def __init__(self, spool_dir: Path) -> None:
+        fd, name = tempfile.mkstemp(dir=spool_dir, prefix="stow-", suffix=".dcm")
+        self.path = Path(name)
+        self.size = 0
+        self._file = os.fdopen(fd, "wb")
+        self._hasher = hashlib.sha256()
+        self._head = b""  # the preamble and marker, held until they are all here
+
+    def write(self, data: bytes | memoryview) -> None:
+        """Append ``data``; the 128-byte preamble is written as zeros."""
+        self.size += len(data)
+        head_length = PREAMBLE_LENGTH + len(MAGIC)
+        if len(self._head) < head_length:
+            missing = head_length - len(self._head)
+            self._head += bytes(data[:missing])
+            data = data[missing:]
+            if len(self._head) < head_length:
+                return
+            self._put(bytes(PREAMBLE_LENGTH) + self._head[PREAMBLE_LENGTH:])
+        if data:
+            self._put(data)
+
+    def _put(self, data: bytes | memoryview) -> None:
+        self._hasher.update(data)
+        self._file.write(data)
+
+    def close(self) -> SpooledFile:
+        """Close the file and describe it.
+
+        :raise IngestRejected: no ``DICM`` marker (the file is left for the caller to remove).
+        """
+        self._file.close()
+        _check_magic(self._head)
+        return SpooledFile(self.path, self.size, self._hasher.hexdigest())
+
+    def discard(self) -> None:
+        """Close the file and remove it."""
+        self._file.close()
+        self.path.unlink(missing_ok=True)
+
+
 def _check_magic(head: bytes) -> None:
     """:raise IngestRejected: ``head`` (the first 132 bytes) has no ``DICM`` after the preamble."""
     if len(head) < PREAMBLE_LENGTH + len(MAGIC) or head[PREAMBLE_LENGTH:] != MAGIC:
