@@ -34,10 +34,13 @@ from pathlib import Path
 import numpy as np
 import psutil
 import requests
-from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tests.synthetic import ct_slice  # noqa: E402
+
 ORTHANC = shutil.which("Orthanc") or "/usr/sbin/Orthanc"
 ORTHANC_PLUGINS = "/usr/share/orthanc/plugins"
 
@@ -52,31 +55,19 @@ def make_series(folder: Path, slices: int, size: int = 512) -> list[Path]:
     paths = []
     for index in range(slices):
         path = folder / f"ct{index:05d}.dcm"
-        _ct_slice(study, series, index, np.roll(base, index, axis=0)).save_as(
-            path, enforce_file_format=True
+        hu = np.roll(base, index, axis=0)
+        ds = ct_slice(
+            hu,
+            study=study,
+            series=series,
+            number=index + 1,
+            PatientName="BENCH^SYNTHETIC",
+            PatientID="BENCH-1",
+            ImagePositionPatient=[0, 0, float(index)],
         )
+        ds.save_as(path, enforce_file_format=True)
         paths.append(path)
     return paths
-
-
-def _ct_slice(study: str, series: str, index: int, pixels: np.ndarray) -> Dataset:
-    ds = Dataset()
-    ds.file_meta = FileMetaDataset()
-    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds.file_meta.MediaStorageSOPClassUID = CTImageStorage
-    ds.SOPClassUID, ds.SOPInstanceUID = CTImageStorage, generate_uid()
-    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-    ds.StudyInstanceUID, ds.SeriesInstanceUID = study, series
-    ds.PatientName, ds.PatientID, ds.Modality = "BENCH^SYNTHETIC", "BENCH-1", "CT"
-    ds.StudyDate, ds.BodyPartExamined, ds.InstanceNumber = "20260101", "CHEST", index + 1
-    ds.Rows, ds.Columns = pixels.shape
-    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
-    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 1
-    ds.RescaleSlope, ds.RescaleIntercept = 1, -1024
-    ds.PixelSpacing, ds.SliceThickness = [0.7, 0.7], 1.0
-    ds.ImagePositionPatient = [0, 0, float(index)]
-    ds.PixelData = pixels.tobytes()
-    return ds
 
 
 def fresh_copies(paths: list[Path], folder: Path) -> list[Path]:

@@ -28,7 +28,6 @@ import re
 import statistics
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -41,10 +40,8 @@ import numpy as np  # noqa: E402
 import requests  # noqa: E402
 from bench_ingest import ORTHANC, make_series, start_orthanc  # noqa: E402
 from flask_migrate import upgrade  # noqa: E402
-from pydicom.dataset import Dataset, FileMetaDataset  # noqa: E402
-from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid  # noqa: E402
+from pydicom.uid import generate_uid  # noqa: E402
 from sqlalchemy import select  # noqa: E402
-from werkzeug.serving import make_server  # noqa: E402
 
 from portal import create_app  # noqa: E402
 from portal.auth import operations as auth_operations  # noqa: E402
@@ -55,6 +52,8 @@ from portal.studies.ingest import ingest_file  # noqa: E402
 from portal.studies.models import Study  # noqa: E402
 from portal.viewer.images import render_cache  # noqa: E402
 from portal.viewer.render import RenderOptions, render_frame  # noqa: E402
+from tests.harness import live_server  # noqa: E402
+from tests.synthetic import ct_slice  # noqa: E402
 
 EMAIL, PASSWORD = "bench-physician@example.org", "bench password 123"
 
@@ -107,22 +106,16 @@ def make_phantom(path: Path, size: int = 512) -> Path:
     hu[((x + 0.3) / 0.3) ** 2 + ((y - 0.35) / 0.18) ** 2 < 1] = 60  # liver
     hu[x**2 + ((y - 0.45) / 0.9) ** 2 < 0.012] = 700  # spine
     hu += np.random.default_rng(7).normal(0, 15, hu.shape)
-    ds = Dataset()
-    ds.file_meta = FileMetaDataset()
-    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds.file_meta.MediaStorageSOPClassUID = CTImageStorage
-    ds.SOPClassUID, ds.SOPInstanceUID = CTImageStorage, generate_uid()
-    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-    ds.StudyInstanceUID, ds.SeriesInstanceUID = generate_uid(), generate_uid()
-    ds.PatientName, ds.PatientID, ds.Modality = "BENCH^PHANTOM", "BENCH-2", "CT"
-    ds.StudyDate, ds.InstanceNumber = "20260101", 1
-    ds.Rows = ds.Columns = size
-    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
-    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 1
-    ds.RescaleSlope, ds.RescaleIntercept = 1, -1024
-    ds.WindowCenter, ds.WindowWidth = 40, 400
-    ds.PixelSpacing, ds.SliceThickness = [0.7, 0.7], 1.0
-    ds.PixelData = np.rint(hu + 1024).astype(np.int16).tobytes()
+    ds = ct_slice(
+        hu,
+        study=generate_uid(),
+        series=generate_uid(),
+        number=1,
+        PatientName="BENCH^PHANTOM",
+        PatientID="BENCH-2",
+        WindowCenter=40,
+        WindowWidth=400,
+    )
     ds.save_as(path, enforce_file_format=True)
     return path
 
@@ -154,18 +147,6 @@ def build_app(work: Path, ct_files: dict[str, Path]):
             cases[name] = (submit_case(user, request).number, result.sop_instance_uid)
             db.session.commit()
         return app, cases
-
-
-@contextmanager
-def serve(app) -> Iterator[str]:
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}"
-    finally:
-        server.shutdown()
-        thread.join(10)
 
 
 def sign_in(base: str) -> requests.Session:
@@ -275,7 +256,7 @@ def main() -> None:
         timer = ServerTimer(app.wsgi_app)
         app.wsgi_app = timer
         rows = []
-        with serve(app) as base:
+        with live_server(app) as base:
             for name, path in files.items():
                 rows += bench_function(name, path, args.runs)
                 rows += bench_http(app, timer, base, name, cases[name], args.runs)

@@ -28,19 +28,15 @@ import re
 import statistics
 import sys
 import tempfile
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
-import numpy as np
 import requests
-from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
-from werkzeug.serving import make_server
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from tests.harness import live_server  # noqa: E402
+from tests.synthetic import write_chest_series  # noqa: E402
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run"]
@@ -60,48 +56,19 @@ FIRST_IMAGE_AT = "() => performance.getEntriesByName('overread:first-image')[0].
 
 # --- data ------------------------------------------------------------------------------
 def make_ct(folder: Path, slices: int, size: int = 512) -> list[Path]:
-    """Write a chest-like CT phantom with noise: body, lungs, a vertebra moving along."""
-    folder.mkdir(parents=True, exist_ok=True)
-    study, series = generate_uid(), generate_uid()
-    rng = np.random.default_rng(7)
-    y, x = np.mgrid[0:size, 0:size]
-    body = ((x - size / 2) / (size * 0.45)) ** 2 + ((y - size / 2) / (size * 0.35)) ** 2 < 1
-    lungs = ((np.abs(x - size / 2) - size * 0.2) / (size * 0.12)) ** 2 + (
-        (y - size * 0.45) / (size * 0.2)
-    ) ** 2 < 1
-    paths = []
-    for index in range(slices):
-        hu = np.where(body, 40.0, -1000.0)
-        hu[lungs & body] = -850
-        hu[(x - size / 2) ** 2 + (y - size * 0.72 + index) ** 2 < (size * 0.05) ** 2] = 700
-        hu += rng.normal(0, 15, hu.shape)
-        path = folder / f"ct{index:04d}.dcm"
-        _slice(study, series, index, hu.astype(np.int16)).save_as(path, enforce_file_format=True)
-        paths.append(path)
-    return paths
-
-
-def _slice(study: str, series: str, index: int, hu: np.ndarray) -> Dataset:
-    ds = Dataset()
-    ds.file_meta = FileMetaDataset()
-    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds.file_meta.MediaStorageSOPClassUID = CTImageStorage
-    ds.SOPClassUID, ds.SOPInstanceUID = CTImageStorage, generate_uid()
-    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-    ds.StudyInstanceUID, ds.SeriesInstanceUID = study, series
-    ds.PatientName, ds.PatientID, ds.Modality = "BENCH^VIEWER", "BENCH-2", "CT"
-    ds.StudyDate, ds.SeriesNumber, ds.InstanceNumber = "20260101", 1, index + 1
-    ds.SeriesDescription, ds.BodyPartExamined = "Chest 1 mm", "CHEST"
-    ds.Rows, ds.Columns = hu.shape
-    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
-    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 1
-    ds.RescaleSlope, ds.RescaleIntercept = 1, -1024
-    ds.WindowCenter, ds.WindowWidth = 40, 400
-    ds.PixelSpacing, ds.SliceThickness = [0.7, 0.7], 1.0
-    ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
-    ds.ImagePositionPatient = [0, 0, float(index)]
-    ds.PixelData = (hu + 1024).astype(np.int16).tobytes()
-    return ds
+    """Write a chest-like CT phantom with noise (see :mod:`tests.synthetic`)."""
+    return write_chest_series(
+        folder,
+        slices,
+        size,
+        noise=15,
+        PatientName="BENCH^VIEWER",
+        PatientID="BENCH-2",
+        SeriesDescription="Chest 1 mm",
+        SeriesNumber=1,
+        WindowCenter=40,
+        WindowWidth=400,
+    )
 
 
 # --- the portal ------------------------------------------------------------------------
@@ -183,18 +150,6 @@ def viewer_cookie(app, base: str, reader_id: int, case_id: int) -> dict:
     return {"name": VIEWER_COOKIE, "value": value, "url": f"{base}/viewer"}
 
 
-@contextmanager
-def serve(app) -> Iterator[str]:
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}"
-    finally:
-        server.shutdown()
-        thread.join(10)
-
-
 # --- the browser -----------------------------------------------------------------------
 def throttled_page(browser, base: str, cookie: dict, mbps: float, latency_ms: float):
     context = browser.new_context(base_url=base, **PHONE)
@@ -266,7 +221,7 @@ def run(args) -> dict[str, list[float]]:
     figures: dict[str, list[float]] = {"landing": [], "tap": [], "deep": [], "stack": []}
     with tempfile.TemporaryDirectory(prefix="overread-bench-viewer-") as folder:
         app, reader_id, case_id, number = build_portal(Path(folder), args.slices)
-        with serve(app) as base, sync_playwright() as playwright:
+        with live_server(app) as base, sync_playwright() as playwright:
             browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
             for _ in range(args.runs):
                 for measure in ("landing", "deep"):

@@ -13,8 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 from pydicom.data import get_testdata_file
-from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
+from pydicom.uid import generate_uid
 from sqlalchemy import select
 
 from portal.audit.models import AuditEvent
@@ -36,6 +35,7 @@ from portal.viewer.view_audit import SeriesView, note_image_read
 from tests import case_support as cs
 from tests.conftest import AuthActions, csrf_token
 from tests.paging_support import PIN, make_profile
+from tests.synthetic import ct_slice
 
 QUESTION = "Is there a pulmonary embolism?"
 #: Instance numbers 1..5 lie at these heights: the stack order, head first, is 4, 5, 2, 3, 1.
@@ -77,28 +77,26 @@ def ct_slices(folder: Path) -> list[Path]:
     study, series = generate_uid(), generate_uid()
     paths = []
     for index, height in enumerate(HEIGHTS):
-        ds = Dataset()
-        ds.file_meta = FileMetaDataset()
-        ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-        ds.file_meta.MediaStorageSOPClassUID = CTImageStorage
-        ds.SOPClassUID, ds.SOPInstanceUID = CTImageStorage, generate_uid()
-        ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-        ds.StudyInstanceUID, ds.SeriesInstanceUID = study, series
-        ds.PatientName, ds.PatientID, ds.Modality = "ROE^JANE", "P-1", "CT"
-        ds.StudyDate, ds.StudyDescription, ds.BodyPartExamined = "20260102", "CT chest", "CHEST"
-        ds.SeriesNumber, ds.SeriesDescription, ds.InstanceNumber = 2, "Axial", index + 1
-        ds.Rows = ds.Columns = 32
-        ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
-        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 1
-        ds.RescaleSlope, ds.RescaleIntercept = 1, -1024
-        ds.WindowCenter, ds.WindowWidth = [40, -600], [400, 1500]
-        ds.WindowCenterWidthExplanation = ["SOFT", "LUNG"]
-        ds.PixelSpacing, ds.SliceThickness, ds.SliceLocation = [0.7, 0.7], 2.5, height
-        ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
-        ds.ImagePositionPatient = [-100.0, -100.0, height]
-        pixels = np.full((32, 32), 1024 + index * 100, np.int16)
-        pixels[:, 16:] = 0
-        ds.PixelData = pixels.tobytes()
+        hu = np.full((32, 32), index * 100, np.int16)
+        hu[:, 16:] = -1024
+        ds = ct_slice(
+            hu,
+            study=study,
+            series=series,
+            number=index + 1,
+            PatientName="ROE^JANE",
+            PatientID="P-1",
+            StudyDate="20260102",
+            StudyDescription="CT chest",
+            SeriesNumber=2,
+            SeriesDescription="Axial",
+            WindowCenter=[40, -600],
+            WindowWidth=[400, 1500],
+            WindowCenterWidthExplanation=["SOFT", "LUNG"],
+            SliceThickness=2.5,
+            SliceLocation=height,
+            ImagePositionPatient=[-100.0, -100.0, height],
+        )
         paths.append(folder / f"ct{index}.dcm")
         ds.save_as(paths[-1], enforce_file_format=True)
     return paths

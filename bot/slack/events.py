@@ -26,14 +26,12 @@ from slack_bolt import App, BoltRequest, BoltResponse
 from slack_bolt.adapter.flask import SlackRequestHandler
 from slack_bolt.context.respond import Respond
 from slack_sdk import WebClient
-from sqlalchemy.exc import IntegrityError
 
 from bot.slack import actions, commands
 from bot.slack.client import web_client
 from bot.slack.messages import ACCEPT_ACTION, COMMAND, DECLINE_ACTION, LINK_ACTION
 from bot.slack.replies import Reply, apologise, send_reply
-from portal.extensions import db
-from portal.notifications.models import InboundMessage
+from portal.notifications.operations import first_delivery
 
 logger = logging.getLogger(__name__)
 BOLT_LOGGER = logging.getLogger("bot.slack.bolt")
@@ -145,23 +143,12 @@ def delivery_id(body: dict) -> str | None:
     return key[:100]  # InboundMessage.external_id
 
 
-def first_delivery(external_id: str) -> bool:
-    """Record the delivery; ``False`` when it was recorded before."""
-    db.session.add(InboundMessage(provider="slack", external_id=external_id))
-    try:
-        db.session.commit()
-    except IntegrityError:
-        db.session.rollback()
-        return False
-    return True
-
-
 def drop_repeated_deliveries(
     body: dict, req: BoltRequest, next_: Callable[[], None]
 ) -> BoltResponse | None:
     """Global Bolt middleware, after the signature check: answer repeats with an empty 200."""
     external_id = delivery_id(body)
-    if external_id is None or first_delivery(external_id):
+    if external_id is None or first_delivery("slack", external_id):
         return next_()
     retry = (req.headers.get("x-slack-retry-num") or ["none"])[0]
     logger.info("Slack delivery %s seen before (retry %s): ignored", external_id, retry)

@@ -13,7 +13,6 @@ import functools
 import logging
 
 from flask import Blueprint, Response, current_app, request
-from sqlalchemy.exc import IntegrityError
 from twilio.request_validator import RequestValidator
 from twilio.twiml.messaging_response import MessagingResponse
 
@@ -22,7 +21,7 @@ from bot.sms.delivery_status import record_delivery_status
 from bot.sms.inbound import FAILED, answer_sms
 from bot.sms.numbers import mask_number
 from portal.extensions import csrf, db
-from portal.notifications.models import InboundMessage
+from portal.notifications.operations import first_delivery
 
 logger = logging.getLogger(__name__)
 bp = Blueprint("sms", __name__)
@@ -64,7 +63,7 @@ def inbound_sms():
     sid = request.form.get("MessageSid") or request.form.get("SmsSid")
     if not sid:
         return Response("MessageSid is missing.\n", status=400, mimetype="text/plain")
-    if not first_delivery(sid):
+    if not first_delivery("twilio", sid):
         logger.info("SMS %s is a repeat; ignored", sid)
         return twiml(None)
     number = request.form.get("From", "")
@@ -85,17 +84,6 @@ def delivery_status():
     if sid and status:
         record_delivery_status(sid, status, request.form.get("ErrorCode"))
     return Response(status=200)
-
-
-def first_delivery(message_sid: str) -> bool:
-    """Claim ``message_sid`` for this request; ``False`` when another request has it already."""
-    db.session.add(InboundMessage(provider="twilio", external_id=message_sid[:100]))
-    try:
-        db.session.commit()
-    except IntegrityError:
-        db.session.rollback()
-        return False
-    return True
 
 
 def twiml(text: str | None) -> Response:

@@ -5,10 +5,11 @@ from __future__ import annotations
 from datetime import datetime
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 
 from portal import clock
 from portal.extensions import db
-from portal.notifications.models import Notification, Status
+from portal.notifications.models import InboundMessage, Notification, Status
 
 
 def enqueue(
@@ -54,3 +55,17 @@ def cancel_pending(notification: Notification, reason: str) -> None:
     if notification.status in (Status.PENDING, Status.SENDING):
         notification.status = Status.CANCELLED
         notification.last_error = reason
+
+
+def first_delivery(provider: str, external_id: str) -> bool:
+    """Record a webhook delivery (committed); ``False`` when it was recorded before.
+
+    The unique constraint decides, so two copies arriving at once cannot both pass.
+    """
+    db.session.add(InboundMessage(provider=provider, external_id=external_id[:100]))
+    try:
+        db.session.commit()
+    except IntegrityError:
+        db.session.rollback()
+        return False
+    return True

@@ -9,11 +9,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-import numpy as np
 import pytest
 from playwright.sync_api import expect
-from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
 from sqlalchemy import select
 
 from portal.auth.models import User
@@ -28,6 +25,7 @@ from tests import case_support as cs
 from tests.browser.test_accounts_on_phone import fits_screen, sign_in
 from tests.conftest import totp_now
 from tests.paging_support import PIN, make_profile
+from tests.synthetic import write_chest_series
 
 pytestmark = pytest.mark.browser
 
@@ -38,52 +36,21 @@ PATIENT = "Jane Roe"
 
 
 # --- a synthetic CT study -------------------------------------------------------------------
-def write_ct_series(folder: Path, slices: int = SLICES, size: int = SIZE) -> list[Path]:
-    """Write a small chest-like CT series (air, body, lungs, a vertebra moving down the stack)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    study, series = generate_uid(), generate_uid()
-    y, x = np.mgrid[0:size, 0:size]
-    body = ((x - size / 2) / (size * 0.45)) ** 2 + ((y - size / 2) / (size * 0.35)) ** 2 < 1
-    lungs = (np.abs(x - size / 2) > size * 0.08) & (
-        ((np.abs(x - size / 2) - size * 0.2) / (size * 0.12)) ** 2
-        + ((y - size * 0.45) / (size * 0.2)) ** 2
-        < 1
+def write_ct_series(folder: Path) -> list[Path]:
+    """A small chest-like CT series, from the head down (see :mod:`tests.synthetic`)."""
+    return write_chest_series(
+        folder,
+        SLICES,
+        SIZE,
+        PatientName="ROE^JANE",
+        PatientID="VIEWER-1",
+        StudyDescription="CT chest",
+        SeriesDescription="Chest 1 mm",
+        SeriesNumber=2,
+        WindowCenter=40,
+        WindowWidth=400,
+        PixelSpacing=[SPACING_MM, SPACING_MM],
     )
-    paths = []
-    for index in range(slices):
-        hu = np.full((size, size), -1000, np.int16)
-        hu[body] = 40
-        hu[lungs] = -850
-        bone = (x - size / 2) ** 2 + (y - size * 0.7 - index) ** 2 < (size * 0.06) ** 2
-        hu[bone] = 700
-        path = folder / f"ct{index:03d}.dcm"
-        _ct_slice(study, series, index, hu).save_as(path, enforce_file_format=True)
-        paths.append(path)
-    return paths
-
-
-def _ct_slice(study: str, series: str, index: int, hu: np.ndarray) -> Dataset:
-    ds = Dataset()
-    ds.file_meta = FileMetaDataset()
-    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds.file_meta.MediaStorageSOPClassUID = CTImageStorage
-    ds.SOPClassUID, ds.SOPInstanceUID = CTImageStorage, generate_uid()
-    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-    ds.StudyInstanceUID, ds.SeriesInstanceUID = study, series
-    ds.PatientName, ds.PatientID, ds.Modality = "ROE^JANE", "VIEWER-1", "CT"
-    ds.StudyDate, ds.StudyDescription = "20260101", "CT chest"
-    ds.SeriesDescription, ds.SeriesNumber = "Chest 1 mm", 2
-    ds.BodyPartExamined, ds.InstanceNumber = "CHEST", index + 1
-    ds.Rows, ds.Columns = hu.shape
-    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
-    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 1
-    ds.RescaleSlope, ds.RescaleIntercept = 1, -1024
-    ds.WindowCenter, ds.WindowWidth = 40, 400
-    ds.PixelSpacing, ds.SliceThickness = [SPACING_MM, SPACING_MM], 1.0
-    ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
-    ds.ImagePositionPatient = [0, 0, float(-index)]
-    ds.PixelData = (hu + 1024).astype(np.int16).tobytes()
-    return ds
 
 
 def ct_case(app, requester: User, radiologist: User, folder: Path) -> Case:
