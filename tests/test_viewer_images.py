@@ -42,13 +42,6 @@ QUESTION = "Is there a pulmonary embolism?"
 HEIGHTS = (0.0, 20.0, 10.0, 40.0, 30.0)
 
 
-@pytest.fixture
-def app(make_app, tmp_path, request):
-    """As conftest's, with the render cache in the test's folder; parametrize for PostgreSQL."""
-    backend = getattr(request, "param", "sqlite")
-    return make_app(backend, RENDER_CACHE_DIR=str(tmp_path / "render-cache"))
-
-
 @dataclass
 class People:
     physician: User
