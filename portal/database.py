@@ -57,15 +57,17 @@ def _sqlite_on_connect(dbapi_connection, connection_record) -> None:
 def _sqlite_begin(conn) -> None:
     if conn.dialect.name != "sqlite":
         return
+    # Straight to sqlite3: these run at the start of every transaction.
+    sqlite = conn.connection.driver_connection
     if conn.get_execution_options().get(READ_ONLY):
-        conn.exec_driver_sql("BEGIN")
+        sqlite.execute("BEGIN")
         if not conn.info.get(_QUERY_ONLY):
-            conn.exec_driver_sql("PRAGMA query_only=ON")
+            sqlite.execute("PRAGMA query_only=ON")
             conn.info[_QUERY_ONLY] = True
         return
     if conn.info.pop(_QUERY_ONLY, False):
-        conn.exec_driver_sql("PRAGMA query_only=OFF")
-    conn.exec_driver_sql("BEGIN IMMEDIATE")
+        sqlite.execute("PRAGMA query_only=OFF")
+    sqlite.execute("BEGIN IMMEDIATE")
 
 
 def begin_read_only() -> None:
@@ -80,6 +82,22 @@ def begin_read_only() -> None:
     if db.session().in_transaction():
         raise RuntimeError("begin_read_only() needs the session's transaction to be ended first")
     db.session.connection(execution_options={READ_ONLY: True})
+
+
+def commit_keeping_loaded() -> None:
+    """Commit the session's transaction, leaving the objects it loaded as they are.
+
+    For ending a transaction that was only held, not used to change what
+    others wrote (a read, or a caller's transaction an ingest must not keep
+    the write lock through): the objects read stay usable without being
+    read again. Objects are expired as usual by every other commit.
+    """
+    session = db.session()
+    expire, session.expire_on_commit = session.expire_on_commit, False
+    try:
+        session.commit()
+    finally:
+        session.expire_on_commit = expire
 
 
 def init_app(app: Flask) -> None:

@@ -24,6 +24,10 @@ GENESIS = "0" * 64
 _CHAIN_LOCK_KEY = 0x0A0D17  # pg_advisory_xact_lock key that serialises appends
 
 
+_COLUMNS = ("seq", "created_at", "actor_id", "actor_email", "action", "case_id", "target", "ip",
+            "details", "prev_hash", "hash")  # fmt: skip
+
+
 def _content_hash(event: AuditEvent) -> str:
     content = {
         "seq": event.seq,
@@ -50,9 +54,13 @@ def lock_chain() -> None:
         db.session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _CHAIN_LOCK_KEY})
 
 
-def _last_event() -> AuditEvent | None:
+def _last_link() -> tuple[int, str]:
+    """Return the sequence number and hash of the chain's last row (0 and GENESIS if none)."""
     lock_chain()
-    return db.session.scalars(select(AuditEvent).order_by(AuditEvent.seq.desc()).limit(1)).first()
+    last = db.session.execute(
+        select(AuditEvent.seq, AuditEvent.hash).order_by(AuditEvent.seq.desc()).limit(1)
+    ).first()
+    return (0, GENESIS) if last is None else (last.seq, last.hash)
 
 
 def record(
@@ -65,13 +73,15 @@ def record(
 ) -> AuditEvent:
     """Append an event to the current transaction; the caller commits.
 
+    The returned event is not in the session (its row is inserted directly).
+
     :param action: dotted name such as ``login.failed`` or ``user.role_changed``.
     :param actor: the :class:`~portal.auth.models.User` acting, if any.
     :param details: small JSON-able facts; never patient data.
     """
-    last = _last_event()
+    last_seq, last_hash = _last_link()
     event = AuditEvent(
-        seq=(last.seq + 1) if last else 1,
+        seq=last_seq + 1,
         created_at=clock.now().astimezone(UTC),  # hashed as stored: in UTC
         actor_id=getattr(actor, "id", None),
         actor_email=getattr(actor, "email", None),
@@ -80,10 +90,13 @@ def record(
         target=target,
         ip=request.remote_addr if has_request_context() else None,
         details=json.dumps(details, sort_keys=True, default=str),
-        prev_hash=last.hash if last else GENESIS,
+        prev_hash=last_hash,
     )
     event.hash = _content_hash(event)
-    db.session.add(event)
+    # Inserted now, not at the next flush: the next record() in this transaction reads it.
+    db.session.execute(
+        AuditEvent.__table__.insert(), {column: getattr(event, column) for column in _COLUMNS}
+    )
     return event
 
 

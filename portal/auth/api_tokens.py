@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import joinedload
 
 from portal import clock
 from portal.audit.operations import record
 from portal.auth.models import ApiToken, User
-from portal.database import begin_read_only
+from portal.database import begin_read_only, commit_keeping_loaded
 from portal.errors import NotFound
 from portal.extensions import db
 from portal.opaque import hash_token, new_token
@@ -67,7 +67,7 @@ def authenticate_api_token(raw: str) -> User | None:
     user = None if token is None else token.user
     due = token is not None and _use_is_due(token)
     token_id = None if token is None else token.id
-    db.session.commit()  # nothing to write: this ends the read
+    commit_keeping_loaded()  # nothing was written: this ends the read
     if due:
         db.session.execute(
             update(ApiToken).where(ApiToken.id == token_id).values(last_used_at=clock.now())
@@ -76,15 +76,19 @@ def authenticate_api_token(raw: str) -> User | None:
     return user
 
 
+# Built once: every API request runs it.
+_TOKEN_BY_HASH = (
+    select(ApiToken)
+    .options(joinedload(ApiToken.user))  # one query, not two
+    .where(ApiToken.token_hash == bindparam("digest"))
+)
+
+
 def _live_token(raw: str) -> ApiToken | None:
     """Return the unrevoked token of an active user that ``raw`` is, or ``None``."""
     if not raw.startswith(TOKEN_PREFIX):
         return None
-    token = db.session.scalars(
-        select(ApiToken)
-        .options(joinedload(ApiToken.user))  # one query, not two
-        .where(ApiToken.token_hash == hash_token(raw))
-    ).first()
+    token = db.session.scalars(_TOKEN_BY_HASH, {"digest": hash_token(raw)}).first()
     if token is None or token.revoked_at is not None or not token.user.active:
         return None
     return token

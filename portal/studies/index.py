@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any, TypeVar
 
-from sqlalchemy import insert, select
+from sqlalchemy import bindparam, select
 from sqlalchemy.exc import IntegrityError
 
 from portal.extensions import db
@@ -30,14 +30,23 @@ FOREIGN_STUDY = (
 )
 
 
+# The statements every ingest runs, built once.
+_STORED = (
+    select(Instance.sop_instance_uid, Instance.sha256, Study.owner_id)
+    .join(Instance.series)
+    .join(Series.study)
+    .where(Instance.sop_instance_uid.in_(bindparam("uids", expanding=True)))
+)
+_STUDIES = select(Study).where(Study.study_instance_uid.in_(bindparam("uids", expanding=True)))
+_SERIES_ID = select(Series.id).where(
+    Series.study_id == bindparam("study_id"),
+    Series.series_instance_uid == bindparam("series_instance_uid"),
+)
+
+
 def stored_instances(sop_instance_uids: list[str]) -> dict[str, tuple[str, int]]:
     """Return the SHA-256 and the owner's id of each of these instances already stored."""
-    rows = db.session.execute(
-        select(Instance.sop_instance_uid, Instance.sha256, Study.owner_id)
-        .join(Instance.series)
-        .join(Series.study)
-        .where(Instance.sop_instance_uid.in_(sop_instance_uids))
-    )
+    rows = db.session.execute(_STORED, {"uids": sop_instance_uids})
     return {uid: (sha256, owner_id) for uid, sha256, owner_id in rows}
 
 
@@ -51,11 +60,9 @@ class IndexWriter:
 
     def __init__(self, study_instance_uids: Iterable[str]) -> None:
         """Look up the stored studies among ``study_instance_uids``."""
-        found = db.session.scalars(
-            select(Study).where(Study.study_instance_uid.in_(sorted(set(study_instance_uids))))
-        )
+        found = db.session.scalars(_STUDIES, {"uids": sorted(set(study_instance_uids))})
         self.studies: dict[str, Study] = {study.study_instance_uid: study for study in found}
-        self._series: dict[tuple[int, str], Series] = {}
+        self._series: dict[tuple[int, str], int] = {}  # series ids
         self._pending: list[dict[str, Any]] = []
 
     def study_owner(self, study_instance_uid: str) -> int | None:
@@ -72,7 +79,7 @@ class IndexWriter:
 
         :raise IngestRejected: the study belongs to another account.
         """
-        series = self._series_of(header, self._study_of(header, owner_id))
+        series_id = self._series_of(header, self._study_of(header, owner_id))
         self._pending.append(
             {
                 "sop_instance_uid": header.sop_instance_uid,
@@ -85,7 +92,7 @@ class IndexWriter:
                 "size_bytes": blob.size,
                 "sha256": blob.sha256,
                 "storage_key": storage_key,
-                "series_id": series.id,
+                "series_id": series_id,
             }
         )
 
@@ -99,7 +106,7 @@ class IndexWriter:
         """
         if self._pending:
             rows = sorted(self._pending, key=lambda row: row["sop_instance_uid"])
-            db.session.execute(insert(Instance), rows)
+            db.session.execute(Instance.__table__.insert(), rows)
             self._pending = []
 
     def _study_of(self, header: InstanceHeader, owner_id: int) -> Study:
@@ -111,21 +118,25 @@ class IndexWriter:
             raise IngestRejected(FOREIGN_STUDY)
         return study
 
-    def _series_of(self, header: InstanceHeader, study: Study) -> Series:
+    def _series_of(self, header: InstanceHeader, study: Study) -> int:
+        """Return the id of the instance's series, made if need be."""
         key = (study.id, header.series_instance_uid)
-        series = self._series.get(key)
-        if series is None:
-            series = _get_or_create(
+        series_id = self._series.get(key)
+        if series_id is None:
+            series_key = {"study_id": study.id, "series_instance_uid": header.series_instance_uid}
+            series_id = db.session.scalar(_SERIES_ID, series_key)
+        if series_id is None:
+            series_id = _get_or_create(
                 Series,
-                {"study_id": study.id, "series_instance_uid": header.series_instance_uid},
+                series_key,
                 modality=header.modality,
                 body_part=header.body_part,
                 description=header.series_description,
                 series_number=header.series_number,
-            )
-            self._series[key] = series
+            ).id
+        self._series[key] = series_id
         _add_modality(study, header.modality)
-        return series
+        return series_id
 
 
 def _create_study(header: InstanceHeader, owner_id: int) -> Study:

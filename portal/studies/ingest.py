@@ -19,6 +19,7 @@ from sqlalchemy import inspect, select
 
 from portal.audit.operations import record
 from portal.auth.models import User
+from portal.database import commit_keeping_loaded
 from portal.deid.mapper import DeidMapper
 from portal.extensions import db
 from portal.studies.batch import AuditHook, store_files
@@ -256,7 +257,7 @@ def _owner_id(owner: User) -> int:
     """
     identity = inspect(owner).identity
     owner_id = owner.id if identity is None else identity[0]
-    db.session.commit()
+    commit_keeping_loaded()  # the owner, read already, is not read again for the audit row
     return owner_id
 
 
