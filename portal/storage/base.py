@@ -47,6 +47,13 @@ class BlobStorage(ABC):
         for key, path in blobs:
             self.put_file(key, path)
 
+    def prepare_files(self, paths: Sequence[Path]) -> None:  # noqa: B027 - a hint: no-op by default
+        """Start, in the background, what storing these files with ``move`` will take.
+
+        A hint that lets the caller's own work (checking the files, say)
+        overlap with the store's; :meth:`put_files` works with or without it.
+        """
+
     @abstractmethod
     def open(self, key: str) -> BinaryIO:
         """Return a readable binary stream of the blob; :raise BlobNotFound:."""

@@ -22,6 +22,7 @@ from portal.storage.base import BlobNotFound, BlobStorage, check_key
 
 _TMP = ".tmp"
 SYNC_THREADS = 8  # files of a batch fsynced at once
+_AHEAD = ThreadPoolExecutor(SYNC_THREADS, thread_name_prefix="blob-sync-ahead")
 
 
 class LocalStorage(BlobStorage):
@@ -58,6 +59,16 @@ class LocalStorage(BlobStorage):
                 _fsync_dir(folder)
         except OSError as exc:
             raise StorageError(f"could not sync the storage folder: {exc.strerror}") from exc
+
+    def prepare_files(self, paths: Sequence[Path]) -> None:
+        """Write the files' data to disk (fsync) in the background, while the caller goes on.
+
+        :meth:`put_files` syncs each file again (which waits for any sync
+        still under way, and costs little once the data is down) and reports
+        any failure.
+        """
+        for path in paths:
+            _AHEAD.submit(_sync_ahead, path)
 
     def _write_atomically(self, target: Path, path: Path) -> None:
         fd, tmp_name = tempfile.mkstemp(dir=self.root / _TMP)
@@ -133,12 +144,27 @@ def _sync_file(key: str, path: Path, target: Path) -> None:
     try:
         fd = os.open(path, os.O_RDONLY)
         try:
-            os.fchmod(fd, 0o600)
+            if os.fstat(fd).st_mode & 0o777 != 0o600:
+                os.fchmod(fd, 0o600)
             os.fsync(fd)
         finally:
             os.close(fd)
     except OSError as exc:
         raise StorageError(f"could not store blob {key!r}: {exc.strerror}") from exc
+
+
+def _sync_ahead(path: Path) -> None:
+    """Write a file's data to disk if it can; failures are for :func:`_sync_file` to report."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def _rename_into_place(path: Path, target: Path) -> bool:

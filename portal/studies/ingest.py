@@ -22,6 +22,7 @@ from portal.auth.models import User
 from portal.database import commit_keeping_loaded
 from portal.deid.mapper import DeidMapper
 from portal.extensions import db
+from portal.storage import get_storage
 from portal.studies.batch import AuditHook, store_files
 from portal.studies.models import Study
 from portal.studies.pipeline import CheckedFile, IngestResult, IngestStatus, check_spooled
@@ -134,6 +135,8 @@ def ingest_spooled_files(
     """
     limits = current_limits()
     owner_id = _owner_id(owner)
+    spooled = [file.path for _, file in files if isinstance(file, SpooledFile)]
+    get_storage().prepare_files(spooled)  # its work overlaps with checking the headers
     outcomes: list[CheckedFile | IngestResult] = []
     for source, file in files:
         if isinstance(file, IngestResult):
