@@ -63,6 +63,16 @@ def test_events_in_one_transaction_chain_too(app):
     assert verify(app).ok
 
 
+def test_an_event_is_inserted_at_once_not_at_the_next_flush(app):
+    with app.app_context():
+        event = record("a.one")
+        assert event not in db.session
+        assert db.session.execute(text("SELECT count(*) FROM audit_events")).scalar() == 1
+        db.session.rollback()
+        assert db.session.execute(text("SELECT count(*) FROM audit_events")).scalar() == 0
+        db.session.rollback()
+
+
 def test_request_address_is_recorded(app):
     with app.test_request_context(environ_base={"REMOTE_ADDR": "203.0.113.9"}):
         record("login.failed", reason="wrong password")

@@ -6,14 +6,14 @@ import sqlite3
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import event, inspect, select
 from sqlalchemy.exc import OperationalError
 
 from portal.audit.models import AuditEvent
 from portal.audit.operations import record, verify_chain
 from portal.auth.api_tokens import authenticate_api_token, issue_api_token
 from portal.auth.models import ApiToken
-from portal.database import begin_read_only
+from portal.database import begin_read_only, commit_keeping_loaded
 from portal.extensions import db
 
 
@@ -77,6 +77,32 @@ def test_read_only_needs_the_transaction_ended_first(app):
         with pytest.raises(RuntimeError):
             begin_read_only()
         db.session.rollback()
+
+
+def test_commit_keeping_loaded_ends_the_transaction_and_keeps_what_was_read(app, create_user):
+    user = create_user("radiologist")
+    with app.app_context():
+        begin_read_only()
+        loaded = db.session.get(type(user), user.id)
+        commit_keeping_loaded()
+        assert not inspect(loaded).expired_attributes
+        queries = []
+
+        def note(*args):
+            queries.append(args[2])
+
+        event.listen(db.engine, "before_cursor_execute", note)
+        try:
+            assert loaded.email == user.email  # read without a query
+        finally:
+            event.remove(db.engine, "before_cursor_execute", note)
+        assert queries == []
+        other = other_writer(app)
+        other.execute("BEGIN IMMEDIATE")  # the read's transaction is over
+        other.execute("ROLLBACK")
+        other.close()
+        db.session.commit()  # an ordinary commit still expires
+        assert "email" in inspect(loaded).expired_attributes
 
 
 @pytest.mark.parametrize("app", ["sqlite", "postgresql"], indirect=True)

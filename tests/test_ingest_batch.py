@@ -123,6 +123,34 @@ def test_the_rows_of_a_batch_are_inserted_at_once_after_one_blob_call(
     assert inserts == [5]
 
 
+def test_a_file_of_a_known_series_takes_one_short_write_transaction(app, owner, tmp_path):
+    """The statements of a one-file ingest, the STOW-RS case: each one is needed once."""
+    write_dicom(tmp_path / "first.dcm", InstanceNumber=1)
+    second = write_dicom(tmp_path / "second.dcm", InstanceNumber=2)
+    with app.app_context():
+        ingest_files([tmp_path / "first.dcm"], owner, via="test")
+        owner.email  # noqa: B018 - the caller has its user loaded, as a token check leaves it
+        engine, statements = db.engine, []
+
+        def note(conn, cursor, statement, parameters, context, executemany):
+            statements.append(" ".join(statement.split()[:3]))
+
+        event.listen(engine, "before_cursor_execute", note)
+        try:
+            (result,) = ingest_files([second], owner, via="test")
+        finally:
+            event.remove(engine, "before_cursor_execute", note)
+    assert result.status is IngestStatus.ACCEPTED
+    assert statements == [
+        "SELECT instances.sop_instance_uid, instances.sha256,",  # stored copies
+        "SELECT studies.id, studies.study_instance_uid,",  # the study and its owner
+        "SELECT series.id FROM",
+        "INSERT INTO instances",
+        "SELECT audit_events.seq, audit_events.hash",  # the chain's last link
+        "INSERT INTO audit_events",  # the user is not read again
+    ]
+
+
 def test_a_batch_is_split_into_transactions_and_audited_once(
     app, ingest_batch, tmp_path, monkeypatch
 ):

@@ -106,6 +106,13 @@ def test_put_files_stores_a_batch(storage, tmp_path, move):
     assert [read(storage, key) for key, _ in blobs] == [b"blob 0", b"blob 1", b"blob 2"]
 
 
+def test_prepare_files_is_only_a_hint(storage, tmp_path):
+    sources = [a_file(tmp_path, f"blob {n}".encode()) for n in range(2)]
+    storage.prepare_files([*sources, tmp_path / "gone"])  # a file no longer there is no error
+    storage.put_files([(f"k{n}", source) for n, source in enumerate(sources)], move=True)
+    assert read(storage, "k1") == b"blob 1"
+
+
 def test_check(storage):
     storage.check()
 
@@ -180,6 +187,29 @@ def test_local_batch_names_the_blob_that_could_not_be_synced(tmp_path, monkeypat
     with pytest.raises(StorageError, match="could not store blob 'k1': Input/output error"):
         storage.put_files([(f"k{n}", source) for n, source in enumerate(sources)], move=True)
     assert list(storage.iter_keys()) == []  # nothing was named before every file was synced
+
+
+def test_local_prepare_files_syncs_ahead_in_the_background(tmp_path, monkeypatch):
+    storage = LocalStorage(str(tmp_path / "blobs"))
+    sources = [a_file(tmp_path, f"blob {n}".encode()) for n in range(3)]
+    real_fsync, synced, all_synced = os.fsync, [], threading.Event()
+
+    def fsync(fd):
+        real_fsync(fd)
+        synced.append((os.fstat(fd).st_ino, threading.current_thread().name))
+        if len(synced) == len(sources):
+            all_synced.set()
+
+    monkeypatch.setattr(local_module.os, "fsync", fsync)
+    inodes = sorted(source.stat().st_ino for source in sources)
+    storage.prepare_files(sources)
+    assert all_synced.wait(10)
+    assert sorted(inode for inode, _ in synced) == inodes
+    assert all(name.startswith("blob-sync-ahead") for _, name in synced)
+    storage.put_files([(f"k{n}", source) for n, source in enumerate(sources)], move=True)
+    assert read(storage, "k2") == b"blob 2"
+    files = [inode for inode, _ in synced if inode in inodes]  # not the folders
+    assert len(files) == 2 * len(sources)  # put_files synced each again itself
 
 
 def test_local_move_across_file_systems_copies(tmp_path, monkeypatch):
