@@ -121,22 +121,26 @@ class IndexWriter:
     def _series_of(self, header: InstanceHeader, study: Study) -> int:
         """Return the id of the instance's series, made if need be."""
         key = (study.id, header.series_instance_uid)
-        series_id = self._series.get(key)
-        if series_id is None:
-            series_key = {"study_id": study.id, "series_instance_uid": header.series_instance_uid}
-            series_id = db.session.scalar(_SERIES_ID, series_key)
-        if series_id is None:
-            series_id = _get_or_create(
-                Series,
-                series_key,
-                modality=header.modality,
-                body_part=header.body_part,
-                description=header.series_description,
-                series_number=header.series_number,
-            ).id
-        self._series[key] = series_id
+        if key not in self._series:
+            self._series[key] = _series_id(header, study.id)
         _add_modality(study, header.modality)
-        return series_id
+        return self._series[key]
+
+
+def _series_id(header: InstanceHeader, study_id: int) -> int:
+    """Return the id of the series of ``header`` in the study, inserting the series if need be."""
+    key = {"study_id": study_id, "series_instance_uid": header.series_instance_uid}
+    found = db.session.scalar(_SERIES_ID, key)  # one column: cheaper than loading a Series
+    if found is not None:
+        return found
+    return _get_or_create(
+        Series,
+        key,
+        modality=header.modality,
+        body_part=header.body_part,
+        description=header.series_description,
+        series_number=header.series_number,
+    ).id
 
 
 def _create_study(header: InstanceHeader, owner_id: int) -> Study:
