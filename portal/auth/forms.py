@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask_wtf import FlaskForm
 from wtforms import EmailField, PasswordField, SelectField, StringField, SubmitField
 from wtforms.fields.choices import SelectChoice
-from wtforms.validators import DataRequired, Email, EqualTo, Length
+from wtforms.validators import DataRequired, Email, EqualTo, Length, Optional
 
 from portal.auth.models import Role
 from portal.auth.passwords import MAX_LENGTH, MIN_LENGTH
@@ -40,6 +40,24 @@ class CodeForm(FlaskForm):
         render_kw={"autocomplete": "one-time-code", "inputmode": "numeric", "pattern": "[0-9 ]*"},
     )
     submit = SubmitField("Verify")
+
+
+class ReauthFields(FlaskForm):
+    """The password, or a current code from the authenticator app, asked again for a sensitive step.
+
+    The step using them decides what it requires and checks it.
+    """
+
+    password = PasswordField(
+        "Password",
+        validators=[Optional(), Length(max=MAX_LENGTH)],
+        render_kw={"autocomplete": "current-password"},
+    )
+    code = StringField(
+        "Or the 6-digit code from your app",
+        validators=[Optional(), Length(max=8)],
+        render_kw={"autocomplete": "one-time-code", "inputmode": "numeric", "pattern": "[0-9 ]*"},
+    )
 
 
 class RegisterForm(FlaskForm):

@@ -22,8 +22,8 @@ from wtforms import (
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, EqualTo, InputRequired, Length, NumberRange, Optional
 
+from portal.auth.forms import ReauthFields
 from portal.auth.models import User
-from portal.auth.passwords import MAX_LENGTH
 from portal.cases.forms import AtLeastOne, MultiCheckboxField
 from portal.cases.states import Subspecialty
 from portal.oncall.models import Layer, PageVia, PagingProfile
@@ -267,7 +267,7 @@ class MobileCodeForm(FlaskForm):
     )
 
 
-class PinForm(FlaskForm):
+class PinForm(ReauthFields):
     pin = PasswordField(
         "New viewer PIN",
         validators=[DataRequired(message="Choose a PIN."), Length(max=12)],
@@ -277,16 +277,6 @@ class PinForm(FlaskForm):
         "Repeat the PIN",
         validators=[DataRequired(), EqualTo("pin", message="The two PINs differ.")],
         render_kw={"autocomplete": "new-password", "inputmode": "numeric", "pattern": "[0-9]*"},
-    )
-    password = PasswordField(
-        "Your password",
-        validators=[Optional(), Length(max=MAX_LENGTH)],
-        render_kw={"autocomplete": "current-password"},
-    )
-    code = StringField(
-        "Or the 6-digit code from your app",
-        validators=[Optional(), Length(max=8)],
-        render_kw={"autocomplete": "one-time-code", "inputmode": "numeric", "pattern": "[0-9 ]*"},
     )
 
     def validate(self, extra_validators=None) -> bool:

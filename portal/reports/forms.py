@@ -7,12 +7,11 @@ Whether the content is complete is checked when signing, by the operation.
 
 from __future__ import annotations
 
-from flask_wtf import FlaskForm
-from wtforms import PasswordField, RadioField, StringField, SubmitField, TextAreaField
+from wtforms import RadioField, SubmitField, TextAreaField
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import Length, Optional
 
-from portal.auth.passwords import MAX_LENGTH
+from portal.auth.forms import ReauthFields
 from portal.reports.content import MAX_FIELD_LENGTH
 from portal.reports.models import Agreement
 
@@ -20,19 +19,9 @@ _text = [Optional(), Length(max=MAX_FIELD_LENGTH)]
 AGREEMENT_CHOICES = [SelectChoice(choice.value, choice.label) for choice in Agreement]
 
 
-class SignFields(FlaskForm):
+class SignFields(ReauthFields):
     """What every report form carries: credentials to sign with, and the two buttons."""
 
-    password = PasswordField(
-        "Password",
-        validators=[Optional(), Length(max=MAX_LENGTH)],
-        render_kw={"autocomplete": "current-password"},
-    )
-    code = StringField(
-        "Or the 6-digit code from your app",
-        validators=[Optional(), Length(max=8)],
-        render_kw={"autocomplete": "one-time-code", "inputmode": "numeric", "pattern": "[0-9 ]*"},
-    )
     save = SubmitField("Save draft")
 
     def draft_data(self) -> dict[str, str]:

@@ -62,7 +62,7 @@ def test_paging_profile_then_a_viewing_link_on_a_phone(phone, app, create_user):
 
     phone.get_by_label("New viewer PIN").fill(PIN)
     phone.get_by_label("Repeat the PIN").fill(PIN)
-    phone.get_by_label("Your password").fill(PASSWORD)
+    phone.get_by_label("Password").fill(PASSWORD)
     phone.get_by_role("button", name="Set PIN").click()
     expect(phone.get_by_text("Your PIN is set")).to_be_visible()
     assert fits_screen(phone)
