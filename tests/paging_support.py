@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import time
 
 from sqlalchemy import select
@@ -15,6 +16,7 @@ from portal.notifications.models import Notification
 from portal.oncall.models import PagingProfile
 
 PIN = "482915"
+OTHER_PIN = "739164"
 
 
 def make_profile(
@@ -43,6 +45,27 @@ def make_profile(
             set_pin(profile, pin)
         db.session.add(profile)
         db.session.commit()
+
+
+@dataclass
+class People:
+    physician: User
+    radiologist: User
+    other: User
+    admin: User
+
+
+def make_people(app, create_user) -> People:
+    """A physician, two radiologists with paging profiles (PIN and OTHER_PIN), and an admin."""
+    people = People(
+        physician=create_user("physician"),
+        radiologist=create_user("radiologist", name="Dr Reader"),
+        other=create_user("radiologist", name="Dr Other"),
+        admin=create_user("admin"),
+    )
+    make_profile(app, people.radiologist)
+    make_profile(app, people.other, pin=OTHER_PIN)
+    return people
 
 
 def drain(app) -> int:

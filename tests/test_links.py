@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import threading
-from dataclasses import dataclass
 from datetime import timedelta
 from urllib.parse import urlsplit
 
@@ -28,35 +27,18 @@ from portal.studies.models import Study
 from tests import case_support as cs
 from tests import report_support
 from tests.conftest import AuthActions, csrf_token, totp_now
-from tests.paging_support import PIN, make_profile
+from tests.paging_support import OTHER_PIN, PIN, People, make_people
 
-OTHER_PIN = "739164"
 WRONG_PIN = "500731"
 PATIENT_NAME = "Jane Roe"
 QUESTION = "Is there a pulmonary embolism?"
 VIEWER_COOKIE = sessions.VIEWER_COOKIE
 
 
-@dataclass
-class People:
-    physician: User
-    radiologist: User
-    other: User
-    admin: User
-
-
 @pytest.fixture
 def people(app, create_user) -> People:
     """A physician, two radiologists with viewer PINs (and TOTP), and an admin."""
-    people = People(
-        physician=create_user("physician"),
-        radiologist=create_user("radiologist", name="Dr Reader"),
-        other=create_user("radiologist", name="Dr Other"),
-        admin=create_user("admin"),
-    )
-    make_profile(app, people.radiologist)
-    make_profile(app, people.other, pin=OTHER_PIN)
-    return people
+    return make_people(app, create_user)
 
 
 def accepted(app, people: People, **fields) -> Case:

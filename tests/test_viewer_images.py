@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import threading
 import time
-from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
@@ -34,7 +33,7 @@ from portal.viewer.manifest import CT_PRESETS
 from portal.viewer.view_audit import SeriesView, note_image_read
 from tests import case_support as cs
 from tests.conftest import AuthActions, csrf_token
-from tests.paging_support import PIN, make_profile
+from tests.paging_support import PIN, People, make_people
 from tests.synthetic import ct_slice
 
 QUESTION = "Is there a pulmonary embolism?"
@@ -42,25 +41,9 @@ QUESTION = "Is there a pulmonary embolism?"
 HEIGHTS = (0.0, 20.0, 10.0, 40.0, 30.0)
 
 
-@dataclass
-class People:
-    physician: User
-    radiologist: User
-    other: User
-    admin: User
-
-
 @pytest.fixture
 def people(app, create_user) -> People:
-    people = People(
-        physician=create_user("physician"),
-        radiologist=create_user("radiologist"),
-        other=create_user("radiologist"),
-        admin=create_user("admin"),
-    )
-    make_profile(app, people.radiologist)
-    make_profile(app, people.other, pin="739164")
-    return people
+    return make_people(app, create_user)
 
 
 # --- data ---------------------------------------------------------------------------------
