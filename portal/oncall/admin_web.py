@@ -7,7 +7,9 @@ Every change goes through :mod:`portal.oncall.schedule_edits` or
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, url_for
@@ -44,6 +46,32 @@ def _user() -> User:
 
 def _back(schedule: Schedule):
     return redirect(url_for("oncall.admin.schedule", schedule_id=schedule.id))
+
+
+def _save_edit(
+    schedule: Schedule,
+    form,
+    page_forms: dict[str, Any],
+    edit: Callable[[], Any],
+    done: str | Callable[[Any], str],
+):
+    """Check ``form``, make the edit and commit, and go back to the schedule saying ``done``.
+
+    ``done`` may be made from what the edit returned. A form that does not
+    check out, or an edit refused, shows the schedule page again (400) with
+    ``page_forms`` and the reason.
+    """
+    if not form.validate_on_submit():
+        return _schedule_page(schedule, 400, **page_forms)
+    try:
+        made = edit()
+    except InvalidInput as exc:
+        db.session.rollback()
+        form.form_errors.append(str(exc))
+        return _schedule_page(schedule, 400, **page_forms)
+    db.session.commit()
+    flash(done if isinstance(done, str) else done(made), "success")
+    return _back(schedule)
 
 
 # --- the list -----------------------------------------------------------------------------
@@ -119,19 +147,15 @@ def schedule(schedule_id: int):
 def edit_schedule(schedule_id: int):
     schedule = db.get_or_404(Schedule, schedule_id)
     form = ScheduleForm(prefix="schedule")
-    if not form.validate_on_submit():
-        return _schedule_page(schedule, 400, schedule_form=form)
-    try:
-        schedule_edits.update_schedule(
+    return _save_edit(
+        schedule,
+        form,
+        {"schedule_form": form},
+        lambda: schedule_edits.update_schedule(
             _user(), schedule, form.name.data, form.subspecialty.data, form.timezone.data
-        )
-    except InvalidInput as exc:
-        db.session.rollback()
-        form.form_errors.append(str(exc))
-        return _schedule_page(schedule, 400, schedule_form=form)
-    db.session.commit()
-    flash("Schedule saved.", "success")
-    return _back(schedule)
+        ),
+        "Schedule saved.",
+    )
 
 
 @bp.post("/schedules/<int:schedule_id>/feed")
@@ -150,17 +174,13 @@ def issue_feed(schedule_id: int):
 def add_layer(schedule_id: int):
     schedule = db.get_or_404(Schedule, schedule_id)
     form = LayerForm(prefix="layer")
-    if not form.validate_on_submit():
-        return _schedule_page(schedule, 400, layer_form=form)
-    try:
-        layer = schedule_edits.add_layer(_user(), schedule, form.spec())
-    except InvalidInput as exc:
-        db.session.rollback()
-        form.form_errors.append(str(exc))
-        return _schedule_page(schedule, 400, layer_form=form)
-    db.session.commit()
-    flash(f"Layer {layer.position} added. Choose who takes turns in it.", "success")
-    return _back(schedule)
+    return _save_edit(
+        schedule,
+        form,
+        {"layer_form": form},
+        lambda: schedule_edits.add_layer(_user(), schedule, form.spec()),
+        lambda layer: f"Layer {layer.position} added. Choose who takes turns in it.",
+    )
 
 
 @bp.post("/schedules/<int:schedule_id>/layers/<int:layer_id>/remove")
@@ -179,17 +199,13 @@ def set_members(schedule_id: int, layer_id: int):
     schedule = db.get_or_404(Schedule, schedule_id)
     layer = _part_of(schedule, Layer, layer_id)
     form = MembersForm(layer, schedule_edits.on_call_candidates())
-    if not form.validate_on_submit():
-        return _schedule_page(schedule, 400, members_forms={layer.id: form})
-    try:
-        schedule_edits.set_layer_members(_user(), layer, form.user_ids())
-    except InvalidInput as exc:
-        db.session.rollback()
-        form.form_errors.append(str(exc))
-        return _schedule_page(schedule, 400, members_forms={layer.id: form})
-    db.session.commit()
-    flash("Rotation saved.", "success")
-    return _back(schedule)
+    return _save_edit(
+        schedule,
+        form,
+        {"members_forms": {layer.id: form}},
+        lambda: schedule_edits.set_layer_members(_user(), layer, form.user_ids()),
+        "Rotation saved.",
+    )
 
 
 # --- overrides ----------------------------------------------------------------------------
@@ -197,17 +213,13 @@ def set_members(schedule_id: int, layer_id: int):
 def add_override(schedule_id: int):
     schedule = db.get_or_404(Schedule, schedule_id)
     form = OverrideForm(schedule_edits.on_call_candidates())
-    if not form.validate_on_submit():
-        return _schedule_page(schedule, 400, override_form=form)
-    try:
-        schedule_edits.add_override(_user(), schedule, form.spec())
-    except InvalidInput as exc:
-        db.session.rollback()
-        form.form_errors.append(str(exc))
-        return _schedule_page(schedule, 400, override_form=form)
-    db.session.commit()
-    flash("Override added.", "success")
-    return _back(schedule)
+    return _save_edit(
+        schedule,
+        form,
+        {"override_form": form},
+        lambda: schedule_edits.add_override(_user(), schedule, form.spec()),
+        "Override added.",
+    )
 
 
 @bp.post("/schedules/<int:schedule_id>/overrides/<int:override_id>/remove")
