@@ -52,7 +52,7 @@ def init_app(app: Flask) -> None:
 
     @app.errorhandler(413)
     def too_large(error):
-        limit = app.config.get("MAX_CONTENT_LENGTH")
+        limit = request.max_content_length  # this request's cap: STOW-RS has its own
         message = (
             f"Requests are limited to {_size(limit)}."
             if limit

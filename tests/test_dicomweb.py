@@ -12,6 +12,7 @@ import requests
 from dicomweb_client.api import DICOMwebClient
 from pydicom import dcmread
 from pydicom.data import get_testdata_file
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from portal.auth import api_tokens, operations
 from portal.auth.models import User
@@ -326,6 +327,27 @@ def test_stow_body_cut_short_leaves_no_spool_file(tmp_path):
     with pytest.raises(InvalidInput):
         spool_parts(BytesIO(body[: len(body) // 2]), "b2", 2**30, tmp_path)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_stow_body_over_the_request_cap_is_413_and_stores_nothing(app, server, token_for, owner):
+    app.config["STOW_MAX_REQUEST_MB"] = 1
+    parts = [("application/dicom", Path(CT).read_bytes()), ("text/plain", bytes(2**20))]
+    response = _post_parts(server, token_for(owner), parts)
+    assert response.status_code == 413
+    assert response.json()["message"] == "Requests are limited to 1 MB."
+    with app.app_context():
+        assert index_counts()["instances"] == 0
+    assert list(Path(app.config["SPOOL_DIR"]).glob("stow-*")) == []
+
+
+@pytest.mark.parametrize("stream", [BytesIO, Trickle])
+def test_stow_body_that_streams_past_the_cap_is_refused_and_leaves_no_spool_file(tmp_path, stream):
+    """A chunked body declares no length: the cap is kept as the bytes come in."""
+    body = _multipart("b3", [("application/dicom", Path(CT).read_bytes())] * 3)
+    with pytest.raises(RequestEntityTooLarge):
+        spool_parts(stream(body), "b3", 2**30, tmp_path, max_body_bytes=len(body) - 1)
+    assert list(tmp_path.iterdir()) == []
+    assert len(spool_parts(BytesIO(body), "b3", 2**30, tmp_path, len(body))) == 3
 
 
 def test_frames_and_instances_come_back_from_s3_storage(make_app, s3_server, create_user):

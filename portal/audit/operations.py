@@ -54,12 +54,14 @@ def lock_chain() -> None:
         db.session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _CHAIN_LOCK_KEY})
 
 
+_events = AuditEvent.__table__
+_LAST_LINK = select(_events.c.seq, _events.c.hash).order_by(_events.c.seq.desc()).limit(1)
+
+
 def _last_link() -> tuple[int, str]:
     """Return the sequence number and hash of the chain's last row (0 and GENESIS if none)."""
     lock_chain()
-    last = db.session.execute(
-        select(AuditEvent.seq, AuditEvent.hash).order_by(AuditEvent.seq.desc()).limit(1)
-    ).first()
+    last = db.session.execute(_LAST_LINK).first()
     return (0, GENESIS) if last is None else (last.seq, last.hash)
 
 
@@ -94,9 +96,7 @@ def record(
     )
     event.hash = _content_hash(event)
     # Inserted now, not at the next flush: the next record() in this transaction reads it.
-    db.session.execute(
-        AuditEvent.__table__.insert(), {column: getattr(event, column) for column in _COLUMNS}
-    )
+    db.session.execute(_events.insert(), {column: getattr(event, column) for column in _COLUMNS})
     return event
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from python_multipart import MultipartParser
+from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.http import parse_options_header
 
 from portal.errors import InvalidInput
@@ -110,13 +111,19 @@ def boundary_of(content_type: str) -> str:
 
 
 def spool_parts(
-    stream: BinaryIO, boundary: str, max_part_bytes: int, spool_dir: Path
+    stream: BinaryIO,
+    boundary: str,
+    max_part_bytes: int,
+    spool_dir: Path,
+    max_body_bytes: int | None = None,
 ) -> list[Part]:
     """Parse ``stream`` and return its parts, the DICOM ones written to files in ``spool_dir``.
 
     The caller removes the files (:meth:`Part.discard`); if parsing fails, none is left.
 
+    :param max_body_bytes: refuse the body once more than this has been read.
     :raise InvalidInput: the body is cut short.
+    :raise RequestEntityTooLarge: the body is longer than ``max_body_bytes``.
     """
     spool_dir.mkdir(parents=True, exist_ok=True)
     spooler = _Spooler(spool_dir, max_part_bytes)
@@ -135,8 +142,11 @@ def spool_parts(
             )
         },
     )
+    left = max_body_bytes
     try:
         while chunk := stream.read(READ_CHUNK):
+            if left is not None and (left := left - len(chunk)) < 0:
+                raise RequestEntityTooLarge()
             parser.write(chunk)
         parser.finalize()
         spooler.finish()

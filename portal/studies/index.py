@@ -30,17 +30,19 @@ FOREIGN_STUDY = (
 )
 
 
-# The statements every ingest runs, built once.
+# The statements every ingest runs, built once; those that load no object are on the
+# tables, not the mapped classes, so the ORM does not prepare to load any.
+_instances, _series, _studies = Instance.__table__, Series.__table__, Study.__table__
 _STORED = (
-    select(Instance.sop_instance_uid, Instance.sha256, Study.owner_id)
-    .join(Instance.series)
-    .join(Series.study)
-    .where(Instance.sop_instance_uid.in_(bindparam("uids", expanding=True)))
+    select(_instances.c.sop_instance_uid, _instances.c.sha256, _studies.c.owner_id)
+    .join(_series, _instances.c.series_id == _series.c.id)
+    .join(_studies, _series.c.study_id == _studies.c.id)
+    .where(_instances.c.sop_instance_uid.in_(bindparam("uids", expanding=True)))
 )
 _STUDIES = select(Study).where(Study.study_instance_uid.in_(bindparam("uids", expanding=True)))
-_SERIES_ID = select(Series.id).where(
-    Series.study_id == bindparam("study_id"),
-    Series.series_instance_uid == bindparam("series_instance_uid"),
+_SERIES_ID = select(_series.c.id).where(
+    _series.c.study_id == bindparam("study_id"),
+    _series.c.series_instance_uid == bindparam("series_instance_uid"),
 )
 
 
