@@ -33,6 +33,7 @@ FAILURE_CODES = {
 @bp.post("/studies/<study_uid>")
 def store_instances(study_uid: str | None = None):
     config = current_app.config
+    request.max_content_length = config["STOW_MAX_REQUEST_MB"] * 2**20  # named by a 413 too
     boundary = boundary_of(request.headers.get("Content-Type", ""))
     max_part = config["INGEST_MAX_FILE_MB"] * 2**20
     items = _store_parts(boundary, max_part, Path(config["SPOOL_DIR"]), study_uid)
@@ -51,8 +52,7 @@ def _store_parts(
     boundary: str, max_part: int, spool_dir: Path, study_uid: str | None
 ) -> list[dict]:
     """Spool the body's parts, ingest the DICOM ones together; return a response item per part."""
-    # The cap for this request, also the one the 413 answer names.
-    max_body = request.max_content_length = current_app.config["STOW_MAX_REQUEST_MB"] * 2**20
+    max_body = request.max_content_length
     if (request.content_length or 0) > max_body:
         raise RequestEntityTooLarge()
     # The server's own input stream where it ends the body itself (gunicorn does): werkzeug's
