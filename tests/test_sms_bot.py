@@ -6,7 +6,7 @@ import json
 import logging
 import re
 import threading
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 from sqlalchemy import func, select, update
@@ -264,15 +264,20 @@ def test_link_reissues_a_viewing_link(paged_app, fake_twilio, people):
     assert "LINK" in reply_of(fake_twilio.inbound(paged_app, MOBILE_1, f"YES {case.number}"))
 
 
-def test_status_tells_state_urgency_and_deadline(paged_app, fake_twilio, people, frozen_clock):
+@pytest.mark.parametrize(
+    ("paged_at", "due"),
+    [("2026-11-23T09:15:00", "13:15 UTC"), ("2026-11-23T21:15:00", "24 Nov 01:15 UTC")],
+    ids=["due-today", "due-tomorrow"],
+)
+def test_status_tells_state_urgency_and_deadline(
+    paged_app, fake_twilio, people, frozen_clock, paged_at, due
+):
+    frozen_clock.set(datetime.fromisoformat(paged_at).replace(tzinfo=UTC))
     case = paged_case(paged_app, people)
 
     answer = reply_of(fake_twilio.inbound(paged_app, MOBILE_1, f"status {case.number}"))
 
-    due = cs.load(paged_app, case).sla_due_at
-    assert answer == (
-        f"Case {case.number}: offered, Urgent CT. Report due {due:%H:%M} UTC (in 4 h 0 min)."
-    )
+    assert answer == (f"Case {case.number}: offered, Urgent CT. Report due {due} (in 4 h 0 min).")
 
 
 def test_a_second_yes_is_told_the_case_was_taken(paged_app, fake_twilio, people):
