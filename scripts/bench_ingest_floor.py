@@ -19,14 +19,13 @@ import io
 import json
 import os
 import sqlite3
-import subprocess
-import sys
 import tempfile
 import threading
 import time
 import uuid
 from pathlib import Path
 
+import bench_ingest as bench
 import pydicom
 
 FLOOR_DIR = "OVERREAD_FLOOR_DIR"
@@ -75,9 +74,6 @@ def app(environ, start_response):
 
 
 def main() -> None:
-    sys.path.insert(0, str(Path(__file__).parent))
-    import bench_ingest as bench
-
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--slices", type=int, default=300)
     args = parser.parse_args()
@@ -87,22 +83,11 @@ def main() -> None:
             (work / "floor" / folder).mkdir(parents=True)
         series = bench.make_series(work / "series", args.slices)
         port = bench.free_port()
-        gunicorn = str(Path(sys.executable).parent / "gunicorn")
-        web = subprocess.Popen(
-            [
-                gunicorn,
-                "-w",
-                "2",
-                "--threads",
-                "4",
-                "-b",
-                f"127.0.0.1:{port}",
-                "bench_ingest_floor:app",
-            ],
+        web = bench.start_gunicorn(
+            "bench_ingest_floor:app",
+            port,
             cwd=Path(__file__).parent,
             env={**os.environ, FLOOR_DIR: str(work / "floor")},
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
         )
         try:
             bench.wait_or_stop([web], lambda: bench.wait_port(port))
