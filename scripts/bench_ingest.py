@@ -140,10 +140,14 @@ class Server:
     ae_title: str = "OVERREAD"
 
 
-def start_overread(work: Path) -> tuple[Server, subprocess.Popen | None]:
+def start_overread(
+    work: Path, app: str = "app:app", env_extra: dict[str, str] | None = None
+) -> tuple[Server, subprocess.Popen | None]:
+    """Start Overread's web app (``app``, as gunicorn names it) and its DIMSE listener."""
     work.mkdir(parents=True, exist_ok=True)
     env = {
         **os.environ,
+        **(env_extra or {}),
         "OVERREAD_DATABASE_URL": f"sqlite:///{work / 'overread.db'}",
         "OVERREAD_STORAGE_URL": (work / "storage").as_uri(),
         "OVERREAD_SPOOL_DIR": str(work / "spool"),
@@ -177,7 +181,7 @@ def start_overread(work: Path) -> tuple[Server, subprocess.Popen | None]:
     run("dicom", "nodes", "add", "BENCHSCU", "--user", "bench@example.org")
     port = free_port()
     env["OVERREAD_BASE_URL"] = f"http://127.0.0.1:{port}"
-    web = start_gunicorn("app:app", port, cwd=ROOT, env=env)
+    web = start_gunicorn(app, port, cwd=ROOT, env=env)
     wait_or_stop([web], lambda: wait_http(f"http://127.0.0.1:{port}/healthz"))
     dicom_port = free_port()
     listener = subprocess.Popen(

@@ -1,12 +1,20 @@
-"""What one-instance STOW-RS could cost in Python: the durable work alone, under gunicorn.
+"""What one-instance STOW-RS costs in Python, and where Overread's time goes, under gunicorn.
 
-Serves a bare WSGI app that does only what storing an instance durably needs
-(SHA-256, create and write the file, read its header with ``dcmread``, fsync,
-rename, fsync the folder, one SQLite insert) with nothing else: no Flask, no
-token, no ORM, no audit row, no structural checks. It is not Overread and
-stores nothing anyone reads; it sets the floor that Overread's own STOW-RS
-(``bench_ingest.py``) is measured against. Prints instances/s, sequential and
-from 4 clients, as ``bench_ingest.py`` sends them.
+Prints instances/s, sequential and from 4 clients, as ``bench_ingest.py`` sends
+them, for two things:
+
+* **The floor**: a bare WSGI app that does only what storing an instance
+  durably needs (SHA-256, create and write the file, read its header with
+  ``dcmread``, fsync, rename, fsync the folder, one SQLite insert) with nothing
+  else: no Flask, no token, no ORM, no audit row, no structural checks. It is
+  not Overread and stores nothing anyone reads.
+* **The ladder**: Overread's own app with its STOW-RS view cut short after each
+  stage of the ingest path, each stage adding one to the one before: the token
+  check and the body read (``token``), the multipart parse into spool files
+  (``spool``), the header checks (``check``), the blobs made durable
+  (``durable``), and Overread as it is, whose index and audit transaction
+  comes last (``full``). The stages short of ``full`` answer without indexing
+  anything.
 
     .venv/bin/python scripts/bench_ingest_floor.py [--slices 300]
 """
@@ -29,6 +37,8 @@ import bench_ingest as bench
 import pydicom
 
 FLOOR_DIR = "OVERREAD_FLOOR_DIR"
+STAGE = "OVERREAD_BENCH_STAGE"
+STAGES = ("token", "spool", "check", "durable", "full")
 _local = threading.local()
 
 
@@ -73,6 +83,64 @@ def app(environ, start_response):
     return [answer.encode()]
 
 
+def staged_app():
+    """Return Overread's app with its STOW-RS view cut short after the stage named by ``STAGE``."""
+    from app import app as overread
+
+    stage = os.environ[STAGE]
+    if stage != "full":
+
+        def store_instances(study_uid: str | None = None):
+            return _stow_until(stage, study_uid)
+
+        overread.view_functions["dicomweb.store_instances"] = store_instances
+    return overread
+
+
+def _stow_until(stage: str, study_uid: str | None = None):
+    """Do the work of Overread's STOW-RS view up to ``stage``; index nothing."""
+    from flask import Response, g, request
+    from werkzeug.wsgi import get_input_stream
+
+    from portal.dicomweb.multipart import boundary_of, spool_parts
+    from portal.storage import get_storage
+    from portal.studies.blobkeys import new_instance_key
+    from portal.studies.ingest import current_limits
+    from portal.studies.pipeline import check_spooled
+    from portal.studies.sources import describe_upload
+
+    body = get_input_stream(request.environ, max_content_length=None)
+    limits = current_limits()
+    if stage == "token":
+        while body.read(2**20):
+            pass
+        return Response("{}", mimetype="application/dicom+json")
+    boundary = boundary_of(request.headers.get("Content-Type", ""))
+    parts = spool_parts(body, boundary, limits.max_file_bytes, limits.spool_dir)
+    try:
+        files = [part.spooled for part in parts if part.spooled]
+        if stage != "spool":
+            get_storage().prepare_files([file.path for file in files])
+            for file in files:
+                check_spooled(file, describe_upload("part", g.api_user.id, limits))
+        if stage == "durable":
+            get_storage().put_files([(new_instance_key(), file.path) for file in files], move=True)
+    finally:
+        for part in parts:
+            part.discard()
+    return Response("{}", mimetype="application/dicom+json")
+
+
+def send(server: bench.Server, series: list[Path], work: Path) -> None:
+    """Send fresh copies of ``series`` from 1, then 4 clients; print instances/s."""
+    for clients in (1, 4):
+        paths = bench.fresh_copies(series, work / f"{server.name}-{clients}")
+        started = time.perf_counter()
+        bench.stow_all(server, paths, clients)
+        rate = len(paths) / (time.perf_counter() - started)
+        print(f"{server.name:<17} STOW-RS {clients} client(s) {rate:8.1f} inst/s", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--slices", type=int, default=300)
@@ -91,16 +159,26 @@ def main() -> None:
         )
         try:
             bench.wait_or_stop([web], lambda: bench.wait_port(port))
-            server = bench.Server("floor", f"http://127.0.0.1:{port}/studies", {}, 0, web)
-            for clients in (1, 4):
-                paths = bench.fresh_copies(series, work / f"clients-{clients}")
-                started = time.perf_counter()
-                bench.stow_all(server, paths, clients)
-                rate = len(paths) / (time.perf_counter() - started)
-                print(f"floor     STOW-RS {clients} client(s)  {rate:8.1f} inst/s", flush=True)
+            floor = bench.Server("floor", f"http://127.0.0.1:{port}/studies", {}, 0, web)
+            send(floor, series, work)
         finally:
             web.terminate()
             web.wait(30)
+        for stage in STAGES:
+            _run_stage(stage, series, work)
+
+
+def _run_stage(stage: str, series: list[Path], work: Path) -> None:
+    env = {STAGE: stage, "PYTHONPATH": str(Path(__file__).parent)}
+    server, listener = bench.start_overread(work / stage, "bench_ingest_floor:staged_app()", env)
+    server.name = f"Overread {stage}"
+    try:
+        send(server, series, work)
+    finally:
+        for process in (server.process, listener):
+            if process:
+                process.terminate()
+                process.wait(30)
 
 
 if __name__ == "__main__":
