@@ -18,7 +18,12 @@ from portal.cases.models import Case
 from portal.cases.states import State
 from portal.extensions import db
 from portal.notifications.channels import DeliveryError, LogChannel, build_channels
-from portal.notifications.models import InboundMessage, Notification, Status
+from portal.notifications.models import (
+    EarlyDeliveryReport,
+    InboundMessage,
+    Notification,
+    Status,
+)
 from portal.oncall.models import PagingProfile
 from portal.studies.models import Patient
 from tests import case_support as cs
@@ -472,7 +477,13 @@ def test_a_recipient_twilio_refuses_for_good_is_not_retried(paged_app, fake_twil
     assert (page.status, page.attempts) == (Status.FAILED, 1)
 
 
-def test_delivery_reports_for_unknown_sids_or_badly_signed_do_nothing(
+def early_reports(app) -> list[tuple[str, str]]:
+    with app.app_context():
+        rows = db.session.scalars(select(EarlyDeliveryReport).order_by(EarlyDeliveryReport.id))
+        return [(row.provider_message_id, row.status) for row in rows]
+
+
+def test_delivery_reports_for_unknown_sids_or_badly_signed_change_no_row(
     paged_app, fake_twilio, people
 ):
     paged_case(paged_app, people)
@@ -485,6 +496,69 @@ def test_delivery_reports_for_unknown_sids_or_badly_signed_do_nothing(
 
     assert unknown.status_code == 200 and forged.status_code == 403
     assert outbox(paged_app, id=page.id)[0].provider_status == "queued"
+    assert early_reports(paged_app) == [("SM" + "f" * 32, "delivered")]  # may be early: kept
+
+
+def test_a_failure_reported_before_the_sid_is_saved_still_falls_back(
+    paged_app, fake_twilio, people
+):
+    make_profile(paged_app, people.rad1, mobile=MOBILE_1, slack="U0RAD1", page_via="sms")
+    fake_twilio.report_next(paged_app, "failed", error_code=30005)
+
+    case = paged_case(paged_app, people)  # Twilio reports the page before its send answers
+    [page] = outbox(paged_app, kind="case.page", case_id=case.id)
+    assert page.provider_status == "queued"
+    assert early_reports(paged_app) == [(page.provider_message_id, "failed")]
+
+    drain(paged_app)  # the dispatcher's next pass applies it
+
+    pages = outbox(paged_app, kind="case.page", case_id=case.id)
+    assert [(row.channel, row.recipient) for row in pages] == [
+        ("sms", MOBILE_1),
+        ("slack", "U0RAD1"),
+    ]
+    assert (pages[0].status, pages[0].provider_status) == (Status.FAILED, "failed")
+    assert "30005" in pages[0].last_error and "fell back to slack" in pages[0].last_error
+    assert early_reports(paged_app) == []
+
+
+def test_early_reports_apply_in_order_and_forward_only(paged_app, fake_twilio, people):
+    paged_case(paged_app, people)
+    [page] = outbox(paged_app, kind="case.page")
+    sid = page.provider_message_id
+    with paged_app.app_context():  # as if none of these had found the sid saved yet
+        db.session.execute(
+            update(Notification).where(Notification.id == page.id).values(provider_message_id=None)
+        )
+        db.session.commit()
+    for status in ("sent", "delivered", "queued"):
+        fake_twilio.status_callback(paged_app, sid, status)
+    assert [status for _, status in early_reports(paged_app)] == ["sent", "delivered", "queued"]
+    with paged_app.app_context():
+        db.session.execute(
+            update(Notification).where(Notification.id == page.id).values(provider_message_id=sid)
+        )
+        db.session.commit()
+
+    drain(paged_app)
+
+    assert outbox(paged_app, id=page.id)[0].provider_status == "delivered"
+    assert early_reports(paged_app) == []
+
+
+def test_early_reports_that_never_find_their_message_are_dropped_after_an_hour(
+    paged_app, fake_twilio, people, frozen_clock, caplog
+):
+    fake_twilio.status_callback(paged_app, "SM" + "e" * 32, "failed", error_code=30005)
+    drain(paged_app)
+    assert len(early_reports(paged_app)) == 1
+
+    frozen_clock.advance(timedelta(minutes=61))
+    with caplog.at_level(logging.WARNING):
+        drain(paged_app)
+
+    assert early_reports(paged_app) == []
+    assert "1 SMS delivery reports named no recorded message; dropped" in caplog.text
 
 
 # --- Twilio failing -----------------------------------------------------------------

@@ -16,6 +16,7 @@ from twilio.base.exceptions import TwilioRestException, TwilioServiceException
 from twilio.http.http_client import TwilioHttpClient
 from twilio.rest import Client
 
+from bot.sms.delivery_status import apply_early_reports
 from bot.sms.numbers import mask_number
 from portal.notifications.channels import Delivery, DeliveryError
 from portal.notifications.models import Notification
@@ -92,6 +93,10 @@ class TwilioChannel:
         return Delivery(
             via=self.name, provider_message_id=message.sid, provider_status=message.status
         )
+
+    def settle(self) -> None:
+        """Apply the delivery reports Twilio sent before their message ids were saved."""
+        apply_early_reports()
 
 
 def _refusal(exc: TwilioRestException | TwilioServiceException, recipient: str) -> DeliveryError:

@@ -4,18 +4,24 @@ Twilio posts each change (queued, sent, delivered, ...) to ``/sms/status``,
 and reports can arrive out of order. A status only replaces one that comes
 earlier in a message's life, so a late "sent" never undoes "delivered"; the
 update is a single conditional statement, so two reports racing each other
-cannot both win.
+cannot both win. A report may also come before the dispatcher has saved the
+message id Twilio's send answered with (a "failed" can come at once): it is
+kept (:class:`EarlyDeliveryReport`) and applied by the dispatcher's next pass,
+so an undelivered page still falls back.
 """
 
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import delete, func, or_, select, update
 
+from portal import clock
+from portal.database import begin_read_only
 from portal.extensions import db
 from portal.notifications.dispatcher import fall_back
-from portal.notifications.models import Notification
+from portal.notifications.models import EarlyDeliveryReport, Notification
 from portal.oncall.pages import still_wanted
 
 logger = logging.getLogger(__name__)
@@ -35,17 +41,69 @@ STATUS_RANKS = {
     "read": 5,
 }
 FAILED_STATUSES = frozenset({"failed", "undelivered"})
+#: How long a report waits for its message id; one whose message was never recorded
+#: (the dispatcher died after Twilio took it, and sent it again) is dropped then.
+EARLY_REPORT_KEPT = timedelta(hours=1)
 
 
 def record_delivery_status(message_sid: str, status: str, error_code: str | None = None) -> bool:
-    """Set the status of the SMS row Twilio knows as ``message_sid``; the row commits.
+    """Set the status of the SMS row Twilio knows as ``message_sid``; commit.
 
-    :return: whether a row changed (``False``: unknown SID, unknown status, or stale report).
+    A report naming a message id no row has yet is kept for
+    :func:`apply_early_reports`.
+
+    :return: whether a row changed (``False``: unknown status, stale report, or kept).
     """
-    rank = STATUS_RANKS.get(status)
-    if rank is None:
+    if status not in STATUS_RANKS:
         logger.info("SMS %s: status %r ignored", message_sid, status)
         return False
+    changed = _apply(message_sid, status, error_code)
+    if not changed and not _recorded(message_sid):
+        db.session.add(
+            EarlyDeliveryReport(
+                provider_message_id=message_sid[:100],
+                status=status,
+                error_code=error_code[:20] if error_code else None,
+            )
+        )
+        logger.info("SMS %s: %s reported before its id was saved; kept", message_sid, status)
+    db.session.commit()
+    return changed
+
+
+def apply_early_reports() -> int:
+    """Apply the kept reports whose message id is now saved, and drop stale ones; commit.
+
+    :return: how many reports were applied.
+    """
+    begin_read_only()  # the usual answer is "none": no write lock for that
+    waiting = db.session.scalar(select(func.count()).select_from(EarlyDeliveryReport))
+    db.session.commit()
+    if not waiting:
+        return 0
+    recorded = select(Notification.provider_message_id).where(Notification.delivered_via == "sms")
+    reports = db.session.scalars(
+        select(EarlyDeliveryReport)
+        .where(EarlyDeliveryReport.provider_message_id.in_(recorded))
+        .order_by(EarlyDeliveryReport.id)
+    ).all()
+    for report in reports:
+        _apply(report.provider_message_id, report.status, report.error_code)
+        db.session.delete(report)
+    stale = db.session.execute(
+        delete(EarlyDeliveryReport).where(
+            EarlyDeliveryReport.received_at < clock.now() - EARLY_REPORT_KEPT
+        )
+    )
+    if stale.rowcount:
+        logger.warning("%s SMS delivery reports named no recorded message; dropped", stale.rowcount)
+    db.session.commit()
+    return len(reports)
+
+
+def _apply(message_sid: str, status: str, error_code: str | None) -> bool:
+    """Move the row's status forward to ``status`` if it is behind; fall back on failure."""
+    rank = STATUS_RANKS[status]
     earlier = [name for name, other in STATUS_RANKS.items() if other < rank]
     values: dict = {"provider_status": status}
     if status in FAILED_STATUSES:
@@ -64,8 +122,17 @@ def record_delivery_status(message_sid: str, status: str, error_code: str | None
     if changed and status in FAILED_STATUSES:
         logger.warning("SMS %s was %s (error %s)", message_sid, status, error_code)
         _fall_back_if_still_wanted(message_sid)
-    db.session.commit()
     return changed
+
+
+def _recorded(message_sid: str) -> bool:
+    """Tell whether an SMS row carries this message id."""
+    found = db.session.scalar(
+        select(Notification.id)
+        .where(Notification.provider_message_id == message_sid, Notification.delivered_via == "sms")
+        .limit(1)
+    )
+    return found is not None
 
 
 def _fall_back_if_still_wanted(message_sid: str) -> None:

@@ -36,6 +36,10 @@ class Delivery:
 
 
 class Channel(Protocol):
+    """Sends rows. A channel may also have ``settle()``, which the dispatcher calls on every
+    pass: catching up on what its provider reported out of turn (see ``TwilioChannel``).
+    """
+
     name: str
 
     def send(self, notification: Notification) -> Delivery: ...

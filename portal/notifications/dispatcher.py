@@ -224,10 +224,24 @@ def fall_back(row: Notification) -> Notification:
 def dispatch_once(channels: dict[str, Channel] | None = None) -> int:
     """Send everything due now and return how many rows were handled."""
     channels = channels if channels is not None else build_channels(current_app.config)
+    _settle(channels)
     handled = 0
     while (claim := claim_due(current_app.config["DISPATCH_BATCH"])).ids:
         handled += sum(deliver(row_id, channels, claim.lease_until) for row_id in claim.ids)
     return handled
+
+
+def _settle(channels: dict[str, Channel]) -> None:
+    """Let each channel that has ``settle()`` catch up; one failing stops no sending."""
+    for name, channel in channels.items():
+        settle = getattr(channel, "settle", None)
+        if settle is None:
+            continue
+        try:
+            settle()
+        except Exception:
+            logger.exception("channel %r could not settle its delivery reports", name)
+            db.session.rollback()
 
 
 def run_forever(

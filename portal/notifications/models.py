@@ -61,3 +61,20 @@ class InboundMessage(db.Model):
     provider: Mapped[str] = mapped_column(String(20))
     external_id: Mapped[str] = mapped_column(String(100))
     received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
+
+
+class EarlyDeliveryReport(db.Model):
+    """A provider's delivery report that came before the message id it names was saved.
+
+    Twilio may report a message (failed, say) before the dispatcher has
+    recorded the id its send answered with; the report waits here until the
+    id is known, so an undelivered page still falls back.
+    """
+
+    __tablename__ = "early_delivery_reports"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    provider_message_id: Mapped[str] = mapped_column(String(100), index=True)
+    status: Mapped[str] = mapped_column(String(40))
+    error_code: Mapped[str | None] = mapped_column(String(20))
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)

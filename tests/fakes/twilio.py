@@ -5,7 +5,8 @@ thread) that answers ``POST /2010-04-01/Accounts/{AccountSid}/Messages.json``
 and ``GET .../Messages/{Sid}.json`` as Twilio does: HTTP basic auth checked,
 201 JSON with an ``SM`` + 32 hex sid and status ``queued``, Twilio-shaped
 error JSON otherwise. Knobs: :meth:`FakeTwilio.fail_next`,
-:meth:`FakeTwilio.hang_next`; :meth:`FakeTwilio.sent` lists what was accepted.
+:meth:`FakeTwilio.hang_next`, :meth:`FakeTwilio.report_next`;
+:meth:`FakeTwilio.sent` lists what was accepted.
 
 :meth:`FakeTwilio.inbound` and :meth:`FakeTwilio.status_callback` post
 webhooks to the app (a Flask app, through its test client, or a live base
@@ -37,6 +38,7 @@ TIMEOUT_SECONDS = 2
 class _Knobs:
     fail: list[tuple[int, int]] = field(default_factory=list)  # (HTTP status, Twilio code)
     hang: int = 0
+    report: tuple | None = None  # (target, status, error code) for report_next
 
 
 class FakeTwilio:
@@ -89,6 +91,14 @@ class FakeTwilio:
         """Answer the next ``n`` message requests only after the client's timeout (and not send)."""
         with self._lock:
             self._knobs.hang += n
+
+    def report_next(self, target, status: str, *, error_code=None) -> None:
+        """Report the next accepted message as ``status`` to ``target`` before answering its send.
+
+        As Twilio may: the report then reaches the app before the app has the message's sid.
+        """
+        with self._lock:
+            self._knobs.report = (target, status, error_code)
 
     def sent(self) -> list[dict]:
         """The messages accepted so far, oldest first: ``{To, From, Body, StatusCallback, Sid}``."""
@@ -189,6 +199,11 @@ class FakeTwilio:
             self.messages[sid] = {"json": message, "recorded": {**recorded, "Sid": sid}}
         return 201, message
 
+    def _take_report(self) -> tuple | None:
+        with self._lock:
+            report, self._knobs.report = self._knobs.report, None
+        return report
+
     def _message_uri(self, sid: str) -> str:
         return f"/{API_VERSION}/Accounts/{self.account_sid}/Messages/{sid}.json"
 
@@ -222,7 +237,13 @@ def _handler_for(fake: FakeTwilio) -> type[BaseHTTPRequestHandler]:
                     fake._stopping.wait(fake.hang_seconds)
                 self._answer(status, _error(code, "Fake Twilio failure", status))
                 return
-            self._answer(*fake._create(form))
+            status, message = fake._create(form)
+            report = fake._take_report() if status == 201 else None
+            if report is not None:
+                target, reported, code = report
+                answer = fake.status_callback(target, message["sid"], reported, error_code=code)
+                assert answer.status_code == 200, answer.status_code
+            self._answer(status, message)
 
         def do_GET(self) -> None:
             path = urlsplit(self.path).path
