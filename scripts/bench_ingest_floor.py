@@ -16,6 +16,9 @@ them, for two things:
   comes last (``full``). The stages short of ``full`` answer without indexing
   anything.
 
+Orthanc gets the same requests in the same run when it is installed, as in
+``bench_ingest.py``: this machine's speed drifts too much to compare across runs.
+
     .venv/bin/python scripts/bench_ingest_floor.py [--slices 300]
 """
 
@@ -166,6 +169,13 @@ def main() -> None:
             web.wait(30)
         for stage in STAGES:
             _run_stage(stage, series, work)
+        if Path(bench.ORTHANC).exists():
+            orthanc = bench.start_orthanc(work)
+            try:
+                send(orthanc, series, work)
+            finally:
+                orthanc.process.terminate()
+                orthanc.process.wait(30)
 
 
 def _run_stage(stage: str, series: list[Path], work: Path) -> None:
