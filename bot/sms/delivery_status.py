@@ -74,29 +74,36 @@ def record_delivery_status(message_sid: str, status: str, error_code: str | None
 def apply_early_reports() -> int:
     """Apply the kept reports whose message id is now saved, and drop stale ones; commit.
 
+    Two dispatchers may apply the same report: the update moves a row forward
+    only once, so the page falls back once.
+
     :return: how many reports were applied.
     """
-    begin_read_only()  # the usual answer is "none": no write lock for that
+    if not db.session().in_transaction():
+        begin_read_only()  # the usual answer is "none": no write lock for that
     waiting = db.session.scalar(select(func.count()).select_from(EarlyDeliveryReport))
     db.session.commit()
     if not waiting:
         return 0
     recorded = select(Notification.provider_message_id).where(Notification.delivered_via == "sms")
-    reports = db.session.scalars(
-        select(EarlyDeliveryReport)
+    reports = db.session.execute(
+        select(
+            EarlyDeliveryReport.id,
+            EarlyDeliveryReport.provider_message_id,
+            EarlyDeliveryReport.status,
+            EarlyDeliveryReport.error_code,
+        )
         .where(EarlyDeliveryReport.provider_message_id.in_(recorded))
         .order_by(EarlyDeliveryReport.id)
     ).all()
-    for report in reports:
-        _apply(report.provider_message_id, report.status, report.error_code)
-        db.session.delete(report)
-    stale = db.session.execute(
-        delete(EarlyDeliveryReport).where(
-            EarlyDeliveryReport.received_at < clock.now() - EARLY_REPORT_KEPT
-        )
-    )
-    if stale.rowcount:
-        logger.warning("%s SMS delivery reports named no recorded message; dropped", stale.rowcount)
+    for _, message_sid, status, error_code in reports:
+        _apply(message_sid, status, error_code)
+    done = EarlyDeliveryReport.id.in_([report.id for report in reports])
+    stale = EarlyDeliveryReport.received_at < clock.now() - EARLY_REPORT_KEPT
+    db.session.execute(delete(EarlyDeliveryReport).where(done))
+    dropped = db.session.execute(delete(EarlyDeliveryReport).where(stale)).rowcount
+    if dropped:
+        logger.warning("%s SMS delivery reports named no recorded message; dropped", dropped)
     db.session.commit()
     return len(reports)
 
