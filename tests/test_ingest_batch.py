@@ -15,8 +15,9 @@ from portal.storage import get_storage
 from portal.storage import local as local_storage
 from portal.studies import batch, index
 from portal.studies import ingest as ingest_module
-from portal.studies.ingest import IngestStatus, ingest_file, ingest_files
+from portal.studies.ingest import IngestStatus, ingest_file, ingest_files, ingest_spooled_files
 from portal.studies.models import Instance
+from portal.studies.spool import SpoolWriter
 from tests.ingest_support import (
     STUDY_UID,
     index_counts,
@@ -198,14 +199,17 @@ def test_a_race_lost_at_the_commit_is_sorted_out_one_file_at_a_time(
         assert stored == set(stored_keys())
 
 
-def test_taken_files_are_moved_into_storage_with_their_preamble_zeroed(app, ingest_batch, tmp_path):
+def test_spooled_files_are_moved_into_storage_with_their_preamble_zeroed(app, owner, tmp_path):
     spool = tmp_path / "spool"
     spool.mkdir(exist_ok=True)
-    path = write_dicom(spool / "part.dcm", preamble=b"MZ" + b"\x90" * 126)
-    original = path.read_bytes()
-    (result,) = ingest_batch([path], take_files=True)
+    original = write_dicom(tmp_path / "part.dcm", preamble=b"MZ" + b"\x90" * 126).read_bytes()
+    writer = SpoolWriter(spool)  # as STOW-RS spools a part
+    writer.write(original)
+    spooled = writer.close()
+    with app.app_context():
+        (result,) = ingest_spooled_files([("part.dcm", spooled)], owner, via="test")
     assert result.status is IngestStatus.ACCEPTED
-    assert not path.exists()
+    assert not spooled.path.exists()
     with app.app_context():
         key = db.session.scalars(select(Instance.storage_key)).one()
         with get_storage().open(key) as blob:

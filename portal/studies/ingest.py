@@ -91,7 +91,6 @@ def ingest_files(
     via: str,
     audit: bool = True,
     expected_study_uid: str | None = None,
-    take_files: bool = False,
 ) -> list[IngestResult]:
     """Ingest DICOM files together: their blobs made durable, then their rows committed at once.
 
@@ -99,24 +98,20 @@ def ingest_files(
     commits with the last batch of rows. Results name each file by its name.
 
     :param via: as for :func:`ingest_file`; ``audit``, ``expected_study_uid`` too.
-    :param take_files: the files are the caller's own spool files: each is
-        changed in place (its preamble zeroed) and may be moved into the blob
-        store rather than copied, so it is changed or gone afterwards.
     """
     limits = current_limits()
     _owner_id(owner)  # no transaction (and no write lock) held while files are copied
     files: list[tuple[str, SpooledFile | IngestResult]] = []
     try:
         for path in map(Path, paths):
-            files.append((path.name, spool_file(path, path.name, limits, take_files)))
+            files.append((path.name, spool_file(path, path.name, limits)))
         return ingest_spooled_files(
             files, owner, via=via, audit=audit, expected_study_uid=expected_study_uid
         )
     finally:
-        if not take_files:
-            for _, file in files:
-                if isinstance(file, SpooledFile):
-                    file.path.unlink(missing_ok=True)
+        for _, file in files:
+            if isinstance(file, SpooledFile):
+                file.path.unlink(missing_ok=True)
 
 
 def ingest_spooled_files(

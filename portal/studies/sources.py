@@ -14,7 +14,7 @@ from pathlib import Path
 from portal.studies.archives import check_archive, entry_problem, is_clutter
 from portal.studies.pipeline import IngestResult, IngestStatus, Upload, ingest_spooled
 from portal.studies.policy import IngestLimits, IngestRejected, megabytes
-from portal.studies.spool import SpooledFile, claim_dicom, spool_dicom
+from portal.studies.spool import SpooledFile, spool_dicom
 from portal.studies.zipentry import ingest_entry
 
 _ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
@@ -33,7 +33,7 @@ def file_result(
     deidentify_scope: str | None = None,
 ) -> IngestResult:
     """Ingest one file from disk, refusing what is not a regular file or is too large."""
-    spooled = spool_file(path, source, limits, take=False)
+    spooled = spool_file(path, source, limits)
     if isinstance(spooled, IngestResult):
         return spooled
     upload = describe_upload(source, owner_id, limits, expected_study_uid, deidentify_scope)
@@ -61,10 +61,8 @@ def describe_upload(
     )
 
 
-def spool_file(
-    path: Path, source: str, limits: IngestLimits, take: bool
-) -> SpooledFile | IngestResult:
-    """Spool a copy of a file on disk (or, ``take``: check it where it is); refuse it if unfit."""
+def spool_file(path: Path, source: str, limits: IngestLimits) -> SpooledFile | IngestResult:
+    """Spool a copy of a file on disk; refuse it if unfit."""
     try:
         info = path.stat()
     except OSError as exc:
@@ -75,11 +73,7 @@ def spool_file(
     if info.st_size > limits.max_file_bytes:
         return _rejected(source, too_big)
     try:
-        if take:
-            return claim_dicom(path, limits.max_file_bytes, too_big)
         stream = open(path, "rb")  # noqa: SIM115 - closed by the with below
-    except IngestRejected as exc:
-        return _rejected(source, str(exc))
     except OSError as exc:
         return _rejected(source, f"the file cannot be read ({exc.strerror})")
     with stream:

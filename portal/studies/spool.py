@@ -53,26 +53,6 @@ def spool_dicom(stream: BinaryIO, spool_dir: Path, max_bytes: int, too_big: str)
     return SpooledFile(path, size, digest)
 
 
-def claim_dicom(path: Path, max_bytes: int, too_big: str) -> SpooledFile:
-    """Check a DICOM file already in the spool folder as :func:`spool_dicom` checks a stream.
-
-    The file is changed in place, not copied: its preamble is zeroed, then it
-    is hashed. For files the caller owns and drops afterwards (a STOW-RS part).
-
-    :raise IngestRejected: no ``DICM`` marker, or over ``max_bytes``.
-    """
-    with open(path, "r+b") as fp:
-        _check_magic(fp.read(PREAMBLE_LENGTH + len(MAGIC)))
-        size = os.fstat(fp.fileno()).st_size
-        if size > max_bytes:
-            raise IngestRejected(too_big)
-        fp.seek(0)
-        fp.write(bytes(PREAMBLE_LENGTH))
-        fp.seek(0)
-        digest = hashlib.file_digest(fp, "sha256").hexdigest()
-    return SpooledFile(path, size, digest)
-
-
 class SpoolWriter:
     """Write a DICOM file into the spool as its bytes arrive, zeroing and hashing on the way.
 
